@@ -1,0 +1,95 @@
+/* The connection layer: per-fd state of an upgraded socket.
+ *
+ * Hooks find a struct ts_conn through the fd table and call these functions;
+ * this layer drives the TLS engine (through struct ts_engine only) and waits
+ * with the real poll(2). It knows errno and fds, never GnuTLS.
+ *
+ * State machine of one connection:
+ *   (socket) --connect matched--> HANDSHAKING --verified--> READY
+ *   HANDSHAKING --any failure--> (fd disconnected, entry removed, ECONNREFUSED)
+ *   READY --peer close_notify/EOF--> READY with eof set (reads return 0)
+ *   READY --fatal TLS error--> BROKEN (every call fails with the saved errno)
+ *   any --last close--> close_notify sent without blocking, entry freed */
+#ifndef TS_CONN_H
+#define TS_CONN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "fdtab.h"
+#include "policy.h"
+
+enum ts_conn_state {
+	TS_CONN_HANDSHAKING,
+	TS_CONN_READY,
+	TS_CONN_BROKEN,
+};
+
+struct ts_tls;
+
+struct ts_conn {
+	struct ts_fdent ent; /* first: the fd table's handle */
+	int fd;
+	enum ts_conn_state state;
+	bool nonblock;   /* O_NONBLOCK as the program set it */
+	bool eof;        /* peer closed: reads return 0 */
+	int broken_errno;
+	const struct ts_rule *rule;
+	struct ts_tls *tls;
+	pthread_mutex_t send_lock; /* one sender at a time in the session */
+	pthread_mutex_t recv_lock; /* one receiver at a time */
+	uint64_t bytes_out, bytes_in;
+	char dest[64];  /* "ip:port" for messages */
+	char name[256]; /* the name verified */
+};
+
+/* The process's policy state, set once by the constructor. */
+struct ts_state {
+	const struct ts_policy *policy; /* NULL: inert or failed */
+	bool failed;                    /* a named policy did not load */
+	char failed_reason[512];
+};
+extern struct ts_state ts_state;
+void ts_state_init(void);
+
+static inline struct ts_conn *ts_conn_get(int fd)
+{
+	return (struct ts_conn *)ts_fd_get(fd);
+}
+static inline void ts_conn_put(struct ts_conn *c)
+{
+	ts_fdent_put(&c->ent);
+}
+
+/* connect(): returns 1 when the destination is not ours (the caller calls
+ * the real connect), else the connect result (0, or -1 with errno). */
+int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
+                    int *result);
+
+/* fd: the program's fd for this call (one of the session's aliases). */
+ssize_t ts_conn_send(struct ts_conn *c, int fd, const void *buf, size_t len,
+                     int flags);
+ssize_t ts_conn_recv(struct ts_conn *c, int fd, void *buf, size_t len,
+                     int flags);
+
+/* Readiness the kernel cannot see: POLLIN when decrypted bytes or EOF are
+ * waiting in the session. */
+short ts_conn_ready(struct ts_conn *c, short events);
+
+/* Forget fd (close, or a new fd took the number): sends close_notify when
+ * this was the last reference. */
+void ts_conn_forget(int fd);
+
+/* A new fd got this number while our state was stale (closed behind our
+ * back): drop the state without any I/O on the new fd. */
+void ts_conn_purge(int fd);
+
+/* shutdown(2): SHUT_WR and SHUT_RDWR send close_notify first. */
+int ts_conn_shutdown(struct ts_conn *c, int fd, int how);
+
+void ts_conn_set_nonblock(struct ts_conn *c, bool on);
+
+#endif

@@ -1,0 +1,88 @@
+/* The one door between the preload and the TLS engine.
+ *
+ * libtlsshim-engine.so links GnuTLS; libtlsshim.so does not. The preload
+ * dlopen()s the engine on the first matched connect and calls
+ * ts_engine_init() once, handing it the real libc transport functions so
+ * that GnuTLS never re-enters our own hooks. Everything the preload needs
+ * from TLS goes through struct ts_engine. */
+#ifndef TS_ENGINE_H
+#define TS_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <poll.h>
+
+#include "policy.h"
+
+#define TS_ENGINE_ABI 1
+#define TS_ENGINE_SONAME "libtlsshim-engine.so"
+#define TS_ENGINE_INIT_SYM "ts_engine_init"
+
+/* Real libc calls, bound by the preload. */
+struct ts_engine_io {
+	ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
+	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+	int (*poll)(struct pollfd *fds, nfds_t n, int timeout);
+};
+
+/* Calls that do I/O take the fd to use: the program may reach one session
+ * through several fds (dup), any of which may be closed first. */
+
+/* Results of engine calls that are not byte counts. */
+enum ts_tls_rc {
+	TS_TLS_OK = 0,
+	TS_TLS_WANT_READ = -1,  /* the transport would block reading */
+	TS_TLS_WANT_WRITE = -2, /* the transport would block writing */
+	TS_TLS_INTR = -3,       /* a signal interrupted the transport */
+	TS_TLS_ERR = -4,        /* fatal; errno and the reason are set */
+};
+
+struct ts_tls_params {
+	int fd;
+	const struct ts_rule *rule;
+	const char *sni;         /* sent as SNI; NULL for none */
+	const char *verify_name; /* DNS name or IP literal to verify */
+};
+
+struct ts_tls;
+
+struct ts_engine {
+	unsigned abi;
+	/* A client session on fd; NULL on error, reason in err. */
+	struct ts_tls *(*create)(const struct ts_tls_params *p, char *err,
+	                         size_t errlen);
+	/* One non-blocking step. OK when verified; WANT_* to wait; ERR with
+	 * the most specific reason (GnuTLS's verification text) in err. */
+	int (*handshake)(struct ts_tls *t, char *err, size_t errlen);
+	/* Send up to one record of buf. Returns bytes the session took
+	 * (they are committed: encrypted, maybe still queued), or a
+	 * ts_tls_rc. flags are MSG_* flags for the transport
+	 * (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_MORE). A queued record is flushed
+	 * before new bytes are taken. */
+	ssize_t (*send)(struct ts_tls *t, int fd, const void *buf, size_t len,
+	                int flags);
+	/* Flush a queued record: OK, WANT_WRITE, INTR or ERR. */
+	int (*flush)(struct ts_tls *t, int fd, int flags);
+	/* Bytes read, 0 at the peer's close_notify or EOF, or a ts_tls_rc.
+	 * WANT_READ is returned only when the transport itself said EAGAIN. */
+	ssize_t (*recv)(struct ts_tls *t, int fd, void *buf, size_t len,
+	                int flags);
+	/* Decrypted bytes buffered in the session. */
+	size_t (*pending)(struct ts_tls *t);
+	/* True while a record is queued for sending. */
+	bool (*send_queued)(struct ts_tls *t);
+	/* Send close_notify without blocking; best effort. */
+	void (*close_notify)(struct ts_tls *t, int fd);
+	/* Why the last call returned TS_TLS_ERR. */
+	const char *(*reason)(struct ts_tls *t);
+	/* "TLS1.3 AES-256-GCM" and the like, for logs. */
+	void (*describe)(struct ts_tls *t, char *buf, size_t len);
+	void (*destroy)(struct ts_tls *t);
+};
+
+typedef const struct ts_engine *(*ts_engine_init_fn)(
+	const struct ts_engine_io *io);
+
+#endif

@@ -1,0 +1,25 @@
+/* Logging: one macro family; the level is checked before formatting. Lines
+ * are formatted into a stack buffer and written with the real write(2) to
+ * fd 2, never through stdio (stdio would re-enter our hooks). */
+#ifndef TS_LOG_H
+#define TS_LOG_H
+
+#include "policy.h"
+
+extern int ts_log_level_cur;
+
+void ts_log_set_level(int level);
+void ts_log_write(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define ts_log(lvl, ...)                                                  \
+	do {                                                              \
+		if ((lvl) <= ts_log_level_cur)                            \
+			ts_log_write((lvl), __VA_ARGS__);                 \
+	} while (0)
+#define ts_error(...) ts_log(TS_LOG_ERROR, __VA_ARGS__)
+#define ts_warn(...) ts_log(TS_LOG_WARN, __VA_ARGS__)
+#define ts_info(...) ts_log(TS_LOG_INFO, __VA_ARGS__)
+#define ts_debug(...) ts_log(TS_LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,90 @@
+/* The policy: parsed once from an INI file into an immutable object.
+ *
+ * Nothing here knows hooks or GnuTLS. Trust material named by the policy is
+ * read into memory while parsing, so a missing file is a load-time error with
+ * its file:line:col, never a surprise at connect time. */
+#ifndef TS_POLICY_H
+#define TS_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum ts_log_level {
+	TS_LOG_ERROR = 0,
+	TS_LOG_WARN = 1,
+	TS_LOG_INFO = 2,
+	TS_LOG_DEBUG = 3,
+};
+
+enum ts_match_kind {
+	TS_MATCH_PORT,     /* PORT or PORT-PORT, any address */
+	TS_MATCH_ADDR,     /* IP:PORT, [IPv6]:PORT, CIDR:PORT */
+	TS_MATCH_HOST,     /* host.name:PORT (exact, lower case) */
+	TS_MATCH_WILDCARD, /* *.domain:PORT: any name below domain */
+};
+
+struct ts_match {
+	enum ts_match_kind kind;
+	uint16_t port_lo, port_hi; /* inclusive */
+	int family;                /* AF_INET or AF_INET6 for TS_MATCH_ADDR */
+	uint8_t addr[16];          /* network order; v4 in the first 4 bytes */
+	unsigned prefix;           /* significant bits of addr */
+	char *host;                /* HOST: the name; WILDCARD: ".domain" */
+};
+
+struct ts_blob {
+	unsigned char *data;
+	size_t len;
+};
+
+struct ts_rule {
+	char *name;
+	unsigned line;
+	struct ts_match *matches;
+	size_t nmatches;
+	char *sni;          /* name sent and verified; NULL: see conn layer */
+	char *ca_file;      /* as written, resolved against the policy's dir */
+	struct ts_blob ca;  /* PEM bytes; data == NULL: the system store */
+	uint16_t tls_port;  /* 0: the port the program asked for */
+};
+
+struct ts_policy {
+	char *path;
+	enum ts_log_level log_level;
+	unsigned handshake_timeout_ms;
+	struct ts_rule *rules;
+	size_t nrules;
+};
+
+/* A destination as seen at connect(): address and port, and the host name
+ * the program resolved for that address when known (NULL otherwise). */
+struct ts_dest {
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network order; v4 in the first 4 bytes */
+	uint16_t port;    /* host order */
+	const char *host; /* lower case, no trailing dot, or NULL */
+};
+
+/* Called once per error, with "path:line:col: message" (no newline); an
+ * error about the whole file (unreadable, over 1 MiB) is "path: message". */
+typedef void (*ts_policy_diag_fn)(void *ctx, const char *msg);
+
+/* Parse a policy. On any error returns NULL; every error is passed to diag
+ * (which may be NULL) and the first one is copied into err. */
+struct ts_policy *ts_policy_load(const char *path, ts_policy_diag_fn diag,
+                                 void *ctx, char *err, size_t errlen);
+struct ts_policy *ts_policy_parse(const char *path, const char *buf,
+                                  size_t len, ts_policy_diag_fn diag,
+                                  void *ctx, char *err, size_t errlen);
+void ts_policy_free(struct ts_policy *p);
+
+/* Pure: the first rule whose match list fits dest, or NULL. */
+const struct ts_rule *ts_policy_match(const struct ts_policy *p,
+                                      const struct ts_dest *dest);
+bool ts_match_fits(const struct ts_match *m, const struct ts_dest *dest);
+
+const char *ts_log_level_name(enum ts_log_level l);
+int ts_log_level_parse(const char *s); /* -1 if unknown */
+
+#endif

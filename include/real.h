@@ -1,0 +1,51 @@
+/* The real libc functions, bound once into one typed table.
+ *
+ * Every hook calls through REAL(name). Binding happens at most once
+ * (pthread_once) and lazily, so a hook that runs before our constructor —
+ * another library's constructor doing I/O — still works. Each pointer is
+ * checked not to lead back into this library. */
+#ifndef TS_REAL_H
+#define TS_REAL_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* X(return type, name, parameter list) */
+#define TS_REAL_FUNCS(X)                                                   \
+	X(int, socket, (int, int, int))                                    \
+	X(int, connect, (int, const struct sockaddr *, socklen_t))         \
+	X(ssize_t, read, (int, void *, size_t))                            \
+	X(ssize_t, write, (int, const void *, size_t))                     \
+	X(ssize_t, send, (int, const void *, size_t, int))                 \
+	X(ssize_t, recv, (int, void *, size_t, int))                       \
+	X(ssize_t, sendmsg, (int, const struct msghdr *, int))             \
+	X(int, close, (int))                                               \
+	X(int, shutdown, (int, int))                                       \
+	X(int, poll, (struct pollfd *, nfds_t, int))                       \
+	X(int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *)) \
+	X(int, fcntl, (int, int, ...))                                     \
+	X(int, fcntl64, (int, int, ...))                                   \
+	X(ssize_t, __read_chk, (int, void *, size_t, size_t))              \
+	X(ssize_t, __recv_chk, (int, void *, size_t, size_t, int))         \
+	X(int, __poll_chk, (struct pollfd *, nfds_t, int, size_t))         \
+	X(int, ioctl, (int, unsigned long, ...))
+
+struct ts_real {
+#define TS_REAL_FIELD(ret, name, args) ret(*name) args;
+	TS_REAL_FUNCS(TS_REAL_FIELD)
+#undef TS_REAL_FIELD
+};
+
+extern struct ts_real ts_real;
+
+void ts_real_bind(void);
+
+#define REAL(name)                                                         \
+	(__builtin_expect(ts_real.name != NULL, 1)                         \
+		 ? ts_real.name                                            \
+		 : (ts_real_bind(), ts_real.name))
+
+#endif

@@ -1,0 +1,449 @@
+/* The connection layer (see conn.h). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conn.h"
+#include "engine.h"
+#include "engine_load.h"
+#include "log.h"
+#include "real.h"
+
+static const struct ts_engine *eng; /* set before the first conn exists */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void conn_destroy(struct ts_fdent *e)
+{
+	struct ts_conn *c = (struct ts_conn *)e;
+
+	if (c->tls)
+		eng->destroy(c->tls);
+	pthread_mutex_destroy(&c->send_lock);
+	pthread_mutex_destroy(&c->recv_lock);
+	free(c);
+}
+
+static struct ts_conn *conn_new(int fd, const struct ts_rule *rule)
+{
+	struct ts_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	atomic_init(&c->ent.refs, 1);
+	c->ent.destroy = conn_destroy;
+	c->fd = fd;
+	c->rule = rule;
+	c->state = TS_CONN_HANDSHAKING;
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_mutex_init(&c->recv_lock, NULL);
+	return c;
+}
+
+static int dest_from_sockaddr(const struct sockaddr *sa, socklen_t len,
+                              struct ts_dest *d)
+{
+	memset(d, 0, sizeof *d);
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const void *)sa;
+		d->family = AF_INET;
+		memcpy(d->addr, &in->sin_addr, 4);
+		d->port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		d->family = AF_INET6;
+		memcpy(d->addr, &in6->sin6_addr, 16);
+		d->port = ntohs(in6->sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+static void format_dest(const struct ts_dest *d, char *buf, size_t len,
+                        char *ip, size_t iplen)
+{
+	inet_ntop(d->family, d->addr, ip, (socklen_t)iplen);
+	if (d->family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", ip, d->port);
+	else
+		snprintf(buf, len, "%s:%u", ip, d->port);
+}
+
+static bool is_tcp_stream(int fd)
+{
+	int type = 0, proto = 0;
+	socklen_t l1 = sizeof type, l2 = sizeof proto;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
+	    type != SOCK_STREAM)
+		return false;
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l2) < 0)
+		return true; /* old kernels: a stream inet socket is TCP */
+	return proto == IPPROTO_TCP;
+}
+
+/* Wait for fd until deadline; 1 ready, 0 timed out. Signals do not cut a
+ * handshake short: the deadline bounds it. */
+static int wait_fd(int fd, short events, long long deadline)
+{
+	for (;;) {
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			return 0;
+		struct pollfd p = {.fd = fd, .events = events};
+		int r = REAL(poll)(&p, 1, left > 60000 ? 60000 : (int)left);
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			return 1; /* let the next I/O call report it */
+	}
+}
+
+/* Leave the socket unconnected, as a refused connect does: nothing the
+ * program writes afterwards can reach the server in plaintext. */
+static void disconnect(int fd)
+{
+	struct sockaddr sa = {.sa_family = AF_UNSPEC};
+	int saved = errno;
+	(void)REAL(connect)(fd, &sa, sizeof sa);
+	errno = saved;
+}
+
+static void refuse_failed_policy(void)
+{
+	static atomic_flag said = ATOMIC_FLAG_INIT;
+	if (!atomic_flag_test_and_set(&said))
+		ts_error("%s; refusing every TCP connection",
+		         ts_state.failed_reason);
+}
+
+static int tcp_connect(int fd, const struct sockaddr *sa, socklen_t len,
+                       long long deadline, char *why, size_t whylen)
+{
+	if (REAL(connect)(fd, sa, len) == 0)
+		return 0;
+	if (errno != EINPROGRESS && errno != EINTR) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		return -1;
+	}
+	if (!wait_fd(fd, POLLOUT, deadline)) {
+		snprintf(why, whylen, "TCP connect timed out");
+		return -1;
+	}
+	int soerr = 0;
+	socklen_t sl = sizeof soerr;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		soerr = errno;
+	if (soerr) {
+		snprintf(why, whylen, "%s", strerror(soerr));
+		return -1;
+	}
+	return 0;
+}
+
+static int handshake(struct ts_conn *c, long long deadline, char *why,
+                     size_t whylen)
+{
+	for (;;) {
+		int r = eng->handshake(c->tls, why, whylen);
+		if (r == TS_TLS_OK)
+			return 0;
+		if (r == TS_TLS_ERR)
+			return -1;
+		if (r == TS_TLS_INTR)
+			continue;
+		if (!wait_fd(c->fd, r == TS_TLS_WANT_WRITE ? POLLOUT : POLLIN,
+		             deadline)) {
+			snprintf(why, whylen,
+			         "TLS handshake timed out after %u ms",
+			         ts_state.policy->handshake_timeout_ms);
+			return -1;
+		}
+	}
+}
+
+int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
+                    int *result)
+{
+	struct ts_dest d;
+	char ip[INET6_ADDRSTRLEN], dest[64], why[512] = "";
+	struct ts_conn *c = NULL;
+	const struct ts_rule *rule;
+
+	if (!sa || dest_from_sockaddr(sa, len, &d) < 0)
+		return 1;
+	ts_state_init();
+	if (ts_state.failed) {
+		if (!is_tcp_stream(fd))
+			return 1;
+		refuse_failed_policy();
+		errno = ECONNREFUSED;
+		*result = -1;
+		return 0;
+	}
+	if (!ts_state.policy)
+		return 1;
+	format_dest(&d, dest, sizeof dest, ip, sizeof ip);
+	rule = ts_policy_match(ts_state.policy, &d);
+	if (!rule) {
+		ts_debug("%s: no rule matches; not upgraded", dest);
+		return 1;
+	}
+	if (!is_tcp_stream(fd))
+		return 1;
+	/* Already upgraded: the kernel would say EISCONN. */
+	struct ts_conn *old = ts_conn_get(fd);
+	if (old) {
+		ts_conn_put(old);
+		errno = EISCONN;
+		*result = -1;
+		return 0;
+	}
+	/* A number reused without passing through our close. */
+	ts_conn_purge(fd);
+
+	const char *name = rule->sni ? rule->sni : ip;
+	ts_debug("%s: rule %s, verifying %s (%s)", dest, rule->name, name,
+	         rule->sni ? "sni from the rule" : "IP literal");
+	long long deadline = now_ms() + ts_state.policy->handshake_timeout_ms;
+
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} target;
+	memcpy(&target, sa, len < sizeof target ? len : sizeof target);
+	if (rule->tls_port) {
+		if (d.family == AF_INET)
+			target.in.sin_port = htons(rule->tls_port);
+		else
+			target.in6.sin6_port = htons(rule->tls_port);
+	}
+
+	eng = ts_engine_get(why, sizeof why);
+	if (!eng)
+		goto fail;
+	c = conn_new(fd, rule);
+	if (!c) {
+		snprintf(why, sizeof why, "out of memory");
+		goto fail;
+	}
+	snprintf(c->dest, sizeof c->dest, "%s", dest);
+	snprintf(c->name, sizeof c->name, "%s", name);
+	int fl = REAL(fcntl)(fd, F_GETFL);
+	c->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+
+	if (tcp_connect(fd, &target.sa, len, deadline, why, sizeof why) < 0)
+		goto fail;
+	struct ts_tls_params tp = {
+		.fd = fd,
+		.rule = rule,
+		.sni = rule->sni, /* an IP literal is never sent as SNI */
+		.verify_name = name,
+	};
+	c->tls = eng->create(&tp, why, sizeof why);
+	if (!c->tls || handshake(c, deadline, why, sizeof why) < 0)
+		goto fail;
+	c->state = TS_CONN_READY;
+	if (ts_fd_install(fd, &c->ent) < 0) {
+		snprintf(why, sizeof why, "out of memory");
+		goto fail;
+	}
+	if (ts_log_level_cur >= TS_LOG_INFO) {
+		char desc[128];
+		eng->describe(c->tls, desc, sizeof desc);
+		ts_info("%s: rule %s %s (%s): %s, verified",
+		        program_invocation_short_name, rule->name, dest, name,
+		        desc);
+	}
+	ts_conn_put(c); /* the table holds it now */
+	*result = 0;
+	return 0;
+
+fail:
+	ts_error("%s %s (%s): %s", rule->name, dest, name,
+	         why[0] ? why : "connection failed");
+	disconnect(fd);
+	if (c)
+		ts_conn_put(c);
+	errno = ECONNREFUSED;
+	*result = -1;
+	return 0;
+}
+
+static void set_broken(struct ts_conn *c, int err)
+{
+	if (c->state != TS_CONN_BROKEN) {
+		c->state = TS_CONN_BROKEN;
+		c->broken_errno = err;
+		const char *r = eng->reason(c->tls);
+		if (r && r[0])
+			ts_warn("%s %s (%s): %s", c->rule->name, c->dest,
+			        c->name, r);
+	}
+}
+
+ssize_t ts_conn_send(struct ts_conn *c, int fd, const void *buf, size_t len,
+                     int flags)
+{
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
+	int tflags = (nb ? MSG_DONTWAIT : 0) |
+	             (flags & (MSG_NOSIGNAL | MSG_MORE));
+	size_t done = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&c->send_lock);
+	if (c->state == TS_CONN_BROKEN) {
+		err = c->broken_errno;
+		goto out;
+	}
+	if (len == 0)
+		goto out;
+	/* Like a kernel stream socket: a blocking send takes everything
+	 * unless interrupted; a non-blocking one takes what fits. */
+	while (done < len) {
+		ssize_t r = eng->send(c->tls, fd, (const char *)buf + done,
+		                      len - done, tflags);
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		if (r == TS_TLS_WANT_WRITE)
+			err = EAGAIN;
+		else if (r == TS_TLS_INTR)
+			err = EINTR;
+		else if (r == TS_TLS_ERR) {
+			err = errno;
+			set_broken(c, err);
+		}
+		break;
+	}
+	c->bytes_out += done;
+out:
+	pthread_mutex_unlock(&c->send_lock);
+	if (done > 0)
+		return (ssize_t)done;
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+ssize_t ts_conn_recv(struct ts_conn *c, int fd, void *buf, size_t len,
+                     int flags)
+{
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
+	ssize_t r;
+	int err = 0;
+
+	pthread_mutex_lock(&c->recv_lock);
+	if (c->state == TS_CONN_BROKEN) {
+		err = c->broken_errno;
+		goto out;
+	}
+	if (c->eof || len == 0) {
+		r = 0;
+		goto done;
+	}
+	r = eng->recv(c->tls, fd, buf, len, nb ? MSG_DONTWAIT : 0);
+	if (r > 0) {
+		c->bytes_in += (uint64_t)r;
+		goto done;
+	}
+	if (r == 0) {
+		c->eof = true;
+		goto done;
+	}
+	if (r == TS_TLS_WANT_READ)
+		err = EAGAIN;
+	else if (r == TS_TLS_INTR)
+		err = EINTR;
+	else {
+		err = errno;
+		set_broken(c, err);
+	}
+out:
+	pthread_mutex_unlock(&c->recv_lock);
+	errno = err;
+	return -1;
+done:
+	pthread_mutex_unlock(&c->recv_lock);
+	return r;
+}
+
+short ts_conn_ready(struct ts_conn *c, short events)
+{
+	short r = 0;
+
+	if ((events & POLLIN) &&
+	    (c->eof || c->state == TS_CONN_BROKEN || eng->pending(c->tls)))
+		r |= POLLIN;
+	return r;
+}
+
+int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
+{
+	/* The peer learns of our half-close from close_notify first, then
+	 * from the FIN. */
+	if (how == SHUT_WR || how == SHUT_RDWR) {
+		pthread_mutex_lock(&c->send_lock);
+		if (c->state == TS_CONN_READY)
+			eng->close_notify(c->tls, fd);
+		pthread_mutex_unlock(&c->send_lock);
+	}
+	return REAL(shutdown)(fd, how);
+}
+
+void ts_conn_set_nonblock(struct ts_conn *c, bool on)
+{
+	c->nonblock = on;
+}
+
+void ts_conn_purge(int fd)
+{
+	struct ts_fdent *e = ts_fd_remove(fd);
+	if (!e)
+		return;
+	struct ts_conn *c = (struct ts_conn *)e;
+	ts_debug("fd %d reused: forgetting %s %s", fd, c->rule->name, c->dest);
+	pthread_mutex_lock(&c->send_lock);
+	c->state = TS_CONN_BROKEN;
+	c->broken_errno = EBADF;
+	pthread_mutex_unlock(&c->send_lock);
+	ts_fdent_put(e);
+}
+
+void ts_conn_forget(int fd)
+{
+	struct ts_fdent *e = ts_fd_remove(fd);
+	if (!e)
+		return;
+	struct ts_conn *c = (struct ts_conn *)e;
+	/* close_notify goes out now, while fd still names this socket; a
+	 * thread still inside a call drops the last reference later. */
+	pthread_mutex_lock(&c->send_lock);
+	if (c->state == TS_CONN_READY)
+		eng->close_notify(c->tls, fd);
+	c->state = TS_CONN_BROKEN;
+	c->broken_errno = EBADF;
+	pthread_mutex_unlock(&c->send_lock);
+	ts_info("%s %s (%s): closed, %llu bytes out, %llu bytes in",
+	        c->rule->name, c->dest, c->name,
+	        (unsigned long long)c->bytes_out,
+	        (unsigned long long)c->bytes_in);
+	ts_fdent_put(e);
+}

@@ -1,0 +1,1028 @@
+/* The policy parser (see policy.h).
+ *
+ * One pass, one line at a time. Keys are rows of the table `keys`: a row
+ * names its scope and a parse function, which either stores through the
+ * row's offset (plain values) or sets what the key needs on the rule (lists,
+ * files). Every error is reported and parsing goes on, so one run shows them
+ * all; any error makes the result NULL. Out of memory stops the parse with
+ * an error and never aborts the host program. This runs in the preload's
+ * constructor: files are read with open/read, never stdio streams. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h> /* vsnprintf only: it formats into memory */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "policy.h"
+
+#define MAX_LINE 4096
+#define MAX_POLICY (1024 * 1024)
+#define MAX_PEM (8 * 1024 * 1024)
+#define MAX_KEYS 32
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A value (or key) in the mutable line copy, and its 1-based column. */
+struct tok {
+	char *s;
+	unsigned col;
+};
+
+struct parser;
+
+struct key {
+	const char *name;
+	enum { SCOPE_GLOBAL, SCOPE_RULE } scope;
+	bool repeatable; /* may appear more than once per section */
+	bool required;   /* every rule must set it */
+	/* obj is the ts_policy (global keys) or the current ts_rule; 0 or -1
+	 * with the error reported. */
+	int (*parse)(struct parser *ps, const struct key *k, void *obj,
+	             struct tok *v);
+	size_t offset; /* of the field, for parse functions that use one */
+};
+
+#define FIELD(obj, k, type) ((type *)((char *)(obj) + (k)->offset))
+
+struct parser {
+	const char *path; /* for messages */
+	char *dir;        /* relative paths resolve here; NULL: none */
+	ts_policy_diag_fn diag;
+	void *ctx;
+	char *err;
+	size_t errlen;
+	unsigned nerr;
+	bool stop; /* out of memory, or not a text file */
+	unsigned line;
+	const char *linestart; /* for columns */
+	struct ts_policy *p;
+	size_t rcap;
+	bool in_rule;
+	unsigned section_col;
+	unsigned seen[MAX_KEYS]; /* line each key was first set in the section */
+};
+
+static void report(struct parser *ps, unsigned line, unsigned col,
+                   const char *fmt, va_list ap)
+{
+	char msg[MAX_LINE + 512];
+	int n;
+
+	/* Whole-file errors have no position: "path: message". */
+	if (line)
+		n = snprintf(msg, sizeof msg, "%s:%u:%u: ", ps->path, line,
+		             col);
+	else
+		n = snprintf(msg, sizeof msg, "%s: ", ps->path);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof msg)
+		n = sizeof msg - 1;
+	vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+	if (ps->diag)
+		ps->diag(ps->ctx, msg);
+	if (ps->nerr++ == 0 && ps->err && ps->errlen) {
+		size_t len = strlen(msg);
+		if (len >= ps->errlen)
+			len = ps->errlen - 1;
+		memcpy(ps->err, msg, len);
+		ps->err[len] = '\0';
+	}
+}
+
+__attribute__((format(printf, 3, 4)))
+static void perr(struct parser *ps, unsigned col, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report(ps, ps->line, col, fmt, ap);
+	va_end(ap);
+}
+
+__attribute__((format(printf, 4, 5)))
+static void perr_at(struct parser *ps, unsigned line, unsigned col,
+                    const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report(ps, line, col, fmt, ap);
+	va_end(ap);
+}
+
+static void oom(struct parser *ps)
+{
+	if (!ps->stop)
+		perr(ps, 1, "out of memory");
+	ps->stop = true;
+}
+
+static char *xstrdup(struct parser *ps, const char *s)
+{
+	char *d = strdup(s);
+	if (!d)
+		oom(ps);
+	return d;
+}
+
+static unsigned col_of(const struct parser *ps, const char *s)
+{
+	return (unsigned)(s - ps->linestart) + 1;
+}
+
+/* ASCII only: the host program's locale must not change what matches. */
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static char *skip_ws(char *s)
+{
+	while (is_ws(*s))
+		s++;
+	return s;
+}
+
+static void rtrim(char *s)
+{
+	size_t n = strlen(s);
+	while (n && is_ws(s[n - 1]))
+		s[--n] = '\0';
+}
+
+static bool all_digits_dots(const char *s)
+{
+	for (; *s; s++)
+		if (!is_digit(*s) && *s != '.')
+			return false;
+	return true;
+}
+
+/* Lower-cases name, strips one trailing dot and returns what is wrong with
+ * it as a DNS name (in buf if need be), or NULL. '_' is allowed: container
+ * service names use it. */
+static const char *dns_name_problem(char *name, char *buf, size_t buflen)
+{
+	size_t len = strlen(name), label = 0;
+
+	if (len && name[len - 1] == '.')
+		name[--len] = '\0';
+	if (!len)
+		return "empty name";
+	if (len > 253)
+		return "longer than 253 characters";
+	for (size_t i = 0; i <= len; i++) {
+		char c = name[i];
+		if (c >= 'A' && c <= 'Z')
+			name[i] = c = (char)(c - 'A' + 'a');
+		if (c == '.' || c == '\0') {
+			if (!label)
+				return "empty label";
+			if (label > 63)
+				return "label longer than 63 characters";
+			if (name[i - 1] == '-' || name[i - label] == '-')
+				return "label starts or ends with '-'";
+			label = 0;
+		} else if (is_alnum(c) || c == '-' || c == '_') {
+			label++;
+		} else {
+			if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f)
+				snprintf(buf, buflen, "invalid character 0x%02x",
+				         (unsigned char)c);
+			else
+				snprintf(buf, buflen, "invalid character '%c'",
+				         c);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+/* Reads all of path into a NUL-terminated buffer (len excludes the NUL).
+ * Returns 0 or an errno value; EFBIG past max bytes. */
+static int read_all(const char *path, size_t max, struct ts_blob *out)
+{
+	unsigned char *buf = NULL, *nbuf;
+	size_t cap, len = 0;
+	struct stat st;
+	int e = 0, fd;
+
+	*out = (struct ts_blob){0};
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		goto err;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		e = EISDIR;
+		goto err;
+	}
+	/* st_size is a hint (it may change, or be 0 for /proc or a pipe);
+	 * read to EOF. Room for max + 1 bytes tells "too large" apart. */
+	cap = st.st_size > 0 && (size_t)st.st_size <= max ?
+	              (size_t)st.st_size + 2 : 8192;
+	if (cap > max + 2)
+		cap = max + 2;
+	for (;;) {
+		if (!buf || len + 1 == cap) {
+			if (buf) {
+				if (cap >= max + 2) {
+					e = EFBIG;
+					goto err;
+				}
+				cap = cap > (max + 2) / 2 ? max + 2 : cap * 2;
+			}
+			nbuf = realloc(buf, cap);
+			if (!nbuf) {
+				e = ENOMEM;
+				goto err;
+			}
+			buf = nbuf;
+		}
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e = errno;
+			goto err;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > max) {
+		e = EFBIG;
+		goto err;
+	}
+	close(fd);
+	buf[len] = '\0';
+	out->data = buf;
+	out->len = len;
+	return 0;
+err:
+	free(buf);
+	close(fd);
+	return e;
+}
+
+/* A value path, resolved against the policy file's directory (never the
+ * working directory of the program that loads it). */
+static char *resolve(struct parser *ps, const struct key *k,
+                     const struct tok *v)
+{
+	if (v->s[0] == '/')
+		return xstrdup(ps, v->s);
+	if (!ps->dir) {
+		perr(ps, v->col, "%s: relative path '%.256s' needs a policy "
+		     "file to resolve against", k->name, v->s);
+		return NULL;
+	}
+	size_t dl = strlen(ps->dir), vl = strlen(v->s);
+	bool slash = dl && ps->dir[dl - 1] == '/';
+	char *full = malloc(dl + !slash + vl + 1);
+	if (!full) {
+		oom(ps);
+		return NULL;
+	}
+	memcpy(full, ps->dir, dl);
+	if (!slash)
+		full[dl++] = '/';
+	memcpy(full + dl, v->s, vl + 1);
+	return full;
+}
+
+/* Reads a PEM file named by a value. GnuTLS silently loads nothing from a
+ * file without a BEGIN line, which would fail every handshake later with a
+ * vague reason, so such a file is an error here. */
+static int load_pem(struct parser *ps, const struct key *k,
+                    const struct tok *v, const char *label, char **path,
+                    struct ts_blob *blob)
+{
+	char begin[64];
+	char *full = resolve(ps, k, v);
+	int e;
+
+	if (!full)
+		return -1;
+	snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
+	e = read_all(full, MAX_PEM, blob);
+	if (e == EFBIG)
+		perr(ps, v->col, "cannot read %s: larger than %d MiB", full,
+		     MAX_PEM >> 20);
+	else if (e == ENOMEM)
+		oom(ps);
+	else if (e)
+		perr(ps, v->col, "cannot read %s: %s", full, strerror(e));
+	else if (!blob->len)
+		perr(ps, v->col, "%s %s is empty", k->name, full);
+	else if (!memmem(blob->data, blob->len, begin, strlen(begin)))
+		perr(ps, v->col, "%s %s has no '%s' block", k->name, full,
+		     begin);
+	else {
+		*path = full;
+		return 0;
+	}
+	free(full);
+	free(blob->data);
+	*blob = (struct ts_blob){0};
+	return -1;
+}
+
+/* Digits only, 1..65535. */
+static int parse_port(struct parser *ps, const char *what, const char *s,
+                      unsigned col, uint16_t *out)
+{
+	unsigned long v = 0;
+	size_t i;
+
+	for (i = 0; is_digit(s[i]) && i < 6; i++)
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	if (!i || s[i] || v < 1 || v > 65535) {
+		perr(ps, col, "bad %s '%.64s': expected 1..65535", what, s);
+		return -1;
+	}
+	*out = (uint16_t)v;
+	return 0;
+}
+
+/* PORT or PORT-PORT. */
+static int parse_port_range(struct parser *ps, char *s, unsigned col,
+                            struct ts_match *m)
+{
+	char *dash = strchr(s, '-');
+	int rv = 0;
+
+	if (!dash) {
+		if (parse_port(ps, "port", s, col, &m->port_lo))
+			return -1;
+		m->port_hi = m->port_lo;
+		return 0;
+	}
+	*dash = '\0';
+	rv |= parse_port(ps, "port", s, col, &m->port_lo);
+	rv |= parse_port(ps, "port", dash + 1, col + (unsigned)(dash + 1 - s),
+	                 &m->port_hi);
+	*dash = '-';
+	if (!rv && m->port_lo > m->port_hi) {
+		perr(ps, col, "bad port range '%.64s': %u > %u", s,
+		     m->port_lo, m->port_hi);
+		rv = -1;
+	}
+	return rv;
+}
+
+/* "/n" after an address, n <= max. */
+static int parse_prefix(struct parser *ps, const char *s, unsigned col,
+                        unsigned max, unsigned *out)
+{
+	unsigned long v = 0;
+	size_t i;
+
+	for (i = 0; is_digit(s[i]) && i < 4; i++)
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	if (!i || s[i]) {
+		perr(ps, col, "bad prefix length '/%.64s'", s);
+		return -1;
+	}
+	if (v > max) {
+		perr(ps, col, "prefix /%lu too large for IPv%c (max %u)", v,
+		     max == 32 ? '4' : '6', max);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* [v6]:PORT or [v6/n]:PORT. A v4-mapped address becomes IPv4, so it fits
+ * the same connections as the plain IPv4 rule. */
+static int parse_bracketed(struct parser *ps, char *s, unsigned col,
+                           struct ts_match *m)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0,
+	                                   0, 0, 0xff, 0xff};
+	char *close = strchr(s, ']'), *slash;
+	int rv = 0;
+
+	if (!close) {
+		perr(ps, col, "bad address '%.64s': missing ']'", s);
+		return -1;
+	}
+	if (close[1] != ':' || !close[2]) {
+		perr(ps, col, "missing port in '%.64s': expected [IPv6]:PORT",
+		     s);
+		return -1;
+	}
+	rv |= parse_port_range(ps, close + 2, col + (unsigned)(close + 2 - s),
+	                       m);
+	*close = '\0';
+	m->kind = TS_MATCH_ADDR;
+	m->family = AF_INET6;
+	m->prefix = 128;
+	slash = strchr(s + 1, '/');
+	if (slash) {
+		*slash = '\0';
+		rv |= parse_prefix(ps, slash + 1, col + (unsigned)(slash - s),
+		                   128, &m->prefix);
+	}
+	if (inet_pton(AF_INET6, s + 1, m->addr) != 1) {
+		perr(ps, col, "bad IPv6 address '%.64s'", s + 1);
+		rv = -1;
+	}
+	if (slash)
+		*slash = '/';
+	*close = ']';
+	if (!rv && m->prefix >= 96 && !memcmp(m->addr, mapped, 12)) {
+		m->family = AF_INET;
+		memmove(m->addr, m->addr + 12, 4);
+		memset(m->addr + 4, 0, 12);
+		m->prefix -= 96;
+	}
+	return rv;
+}
+
+/* HOST, *.domain, a.b.c.d or a.b.c.d/n: the part before ":PORT". */
+static int parse_where(struct parser *ps, char *s, unsigned col,
+                       struct ts_match *m)
+{
+	char *slash = strchr(s, '/'), wbuf[40], shown[72];
+	const char *why;
+
+	if (!*s) {
+		perr(ps, col, "missing host or address before ':PORT'");
+		return -1;
+	}
+	if (strchr(s, ':')) {
+		perr(ps, col, "bad address '%.64s': write IPv6 addresses in "
+		     "brackets, as in [::1]:443", s);
+		return -1;
+	}
+	if (slash || (is_digit(s[0]) && all_digits_dots(s))) {
+		int rv = 0;
+		m->kind = TS_MATCH_ADDR;
+		m->family = AF_INET;
+		m->prefix = 32;
+		if (slash) {
+			*slash = '\0';
+			rv |= parse_prefix(ps, slash + 1,
+			                   col + (unsigned)(slash - s), 32,
+			                   &m->prefix);
+		}
+		if (inet_pton(AF_INET, s, m->addr) != 1) {
+			perr(ps, col, "bad IPv4 address '%.64s'", s);
+			rv = -1;
+		}
+		if (slash)
+			*slash = '/';
+		return rv;
+	}
+	/* As written: dns_name_problem() lower-cases and strips a dot. */
+	snprintf(shown, sizeof shown, "%.64s", s);
+	if (s[0] == '*' && s[1] == '.' && !strchr(s + 1, '*')) {
+		char *dom = s + 2;
+		m->kind = TS_MATCH_WILDCARD;
+		if (!*dom || !strcmp(dom, ".")) {
+			perr(ps, col, "bad wildcard '%.64s': expected "
+			     "*.domain", s);
+			return -1;
+		}
+		if ((why = dns_name_problem(dom, wbuf, sizeof wbuf))) {
+			perr(ps, col, "bad wildcard '%s': %s", shown, why);
+			return -1;
+		}
+		/* Keep the dot: ".example.com" is what a name below it ends
+		 * with. */
+		m->host = xstrdup(ps, s + 1);
+		return m->host ? 0 : -1;
+	}
+	if (strchr(s, '*')) {
+		perr(ps, col, "bad wildcard '%.64s': '*' must be the whole "
+		     "first label, as in *.example.com", s);
+		return -1;
+	}
+	if ((why = dns_name_problem(s, wbuf, sizeof wbuf))) {
+		perr(ps, col, "bad host '%s': %s", shown, why);
+		return -1;
+	}
+	m->kind = TS_MATCH_HOST;
+	m->host = xstrdup(ps, s);
+	return m->host ? 0 : -1;
+}
+
+static int parse_match_entry(struct parser *ps, char *s, unsigned col,
+                             struct ts_match *m)
+{
+	char *colon;
+
+	*m = (struct ts_match){.kind = TS_MATCH_PORT};
+	if (s[0] == '[')
+		return parse_bracketed(ps, s, col, m);
+	colon = strrchr(s, ':');
+	if (!colon) {
+		if (strspn(s, "0123456789-") == strlen(s))
+			return parse_port_range(ps, s, col, m);
+		perr(ps, col, "missing port in '%.64s': expected PORT, "
+		     "HOST:PORT or IP:PORT", s);
+		return -1;
+	}
+	*colon = '\0';
+	int rv = parse_where(ps, s, col, m);
+	*colon = ':';
+	if (!*(colon + 1)) {
+		perr(ps, col, "missing port in '%.64s'", s);
+		return -1;
+	}
+	rv |= parse_port_range(ps, colon + 1,
+	                       col + (unsigned)(colon + 1 - s), m);
+	return rv;
+}
+
+/* ---- key parse functions ---- */
+
+static int parse_log_level(struct parser *ps, const struct key *k,
+                           void *obj, struct tok *v)
+{
+	int l = ts_log_level_parse(v->s);
+	if (l < 0) {
+		perr(ps, v->col, "bad %s '%.64s': expected error, warn, info "
+		     "or debug", k->name, v->s);
+		return -1;
+	}
+	*FIELD(obj, k, enum ts_log_level) = (enum ts_log_level)l;
+	return 0;
+}
+
+/* Whole seconds 1..3600, stored as milliseconds. */
+static int parse_seconds_ms(struct parser *ps, const struct key *k,
+                            void *obj, struct tok *v)
+{
+	unsigned long s = 0;
+	size_t i;
+
+	for (i = 0; is_digit(v->s[i]) && i < 5; i++)
+		s = s * 10 + (unsigned long)(v->s[i] - '0');
+	if (!i || v->s[i] || s < 1 || s > 3600) {
+		perr(ps, v->col, "bad %s '%.64s': expected whole seconds "
+		     "1..3600", k->name, v->s);
+		return -1;
+	}
+	*FIELD(obj, k, unsigned) = (unsigned)s * 1000;
+	return 0;
+}
+
+static int parse_port_key(struct parser *ps, const struct key *k,
+                          void *obj, struct tok *v)
+{
+	uint16_t port;
+
+	if (parse_port(ps, k->name, v->s, v->col, &port))
+		return -1;
+	*FIELD(obj, k, uint16_t) = port;
+	return 0;
+}
+
+/* A DNS name (not an IP address), lower case, into a char * field. */
+static int parse_dns_name(struct parser *ps, const struct key *k, void *obj,
+                          struct tok *v)
+{
+	char shown[72], wbuf[40];
+	const char *why;
+
+	snprintf(shown, sizeof shown, "%.64s", v->s);
+	if ((is_digit(v->s[0]) && all_digits_dots(v->s)) ||
+	    strchr(v->s, ':')) {
+		perr(ps, v->col, "bad %s '%s': must be a DNS name, not an IP "
+		     "address", k->name, shown);
+		return -1;
+	}
+	if ((why = dns_name_problem(v->s, wbuf, sizeof wbuf))) {
+		perr(ps, v->col, "bad %s '%s': %s", k->name, shown, why);
+		return -1;
+	}
+	char *name = xstrdup(ps, v->s);
+	if (!name)
+		return -1;
+	*FIELD(obj, k, char *) = name;
+	return 0;
+}
+
+static int parse_ca_file(struct parser *ps, const struct key *k, void *obj,
+                         struct tok *v)
+{
+	struct ts_rule *r = obj;
+	return load_pem(ps, k, v, "CERTIFICATE", &r->ca_file, &r->ca);
+}
+
+/* A comma-separated list; every bad entry is reported. */
+static int parse_match(struct parser *ps, const struct key *k, void *obj,
+                       struct tok *v)
+{
+	struct ts_rule *r = obj;
+	struct ts_match *nm;
+	size_t n = 1;
+	int rv = 0;
+	char *s = v->s;
+
+	(void)k;
+	for (const char *c = s; *c; c++)
+		n += *c == ',';
+	nm = realloc(r->matches, (r->nmatches + n) * sizeof *nm);
+	if (!nm) {
+		oom(ps);
+		return -1;
+	}
+	r->matches = nm;
+	for (;;) {
+		char *end = strchr(s, ','), *e;
+		if (end)
+			*end = '\0';
+		e = skip_ws(s);
+		rtrim(e);
+		if (!*e) {
+			perr(ps, col_of(ps, e), "empty entry in match list");
+			rv = -1;
+		} else if (parse_match_entry(ps, e, col_of(ps, e),
+		                             &r->matches[r->nmatches])) {
+			free(r->matches[r->nmatches].host);
+			rv = -1;
+		} else {
+			r->nmatches++;
+		}
+		if (!end || ps->stop)
+			break;
+		s = end + 1;
+	}
+	return rv;
+}
+
+/* To add a key: one row here and, unless an existing parse function fits,
+ * one small parse function above. Repeatable keys append in their parse
+ * function; the others are checked for duplicates before it runs. */
+static const struct key keys[] = {
+	{.name = "log-level", .scope = SCOPE_GLOBAL,
+	 .parse = parse_log_level,
+	 .offset = offsetof(struct ts_policy, log_level)},
+	{.name = "handshake-timeout", .scope = SCOPE_GLOBAL,
+	 .parse = parse_seconds_ms,
+	 .offset = offsetof(struct ts_policy, handshake_timeout_ms)},
+	{.name = "match", .scope = SCOPE_RULE, .required = true,
+	 .parse = parse_match},
+	{.name = "sni", .scope = SCOPE_RULE,
+	 .parse = parse_dns_name,
+	 .offset = offsetof(struct ts_rule, sni)},
+	{.name = "ca-file", .scope = SCOPE_RULE,
+	 .parse = parse_ca_file},
+	{.name = "tls-port", .scope = SCOPE_RULE,
+	 .parse = parse_port_key,
+	 .offset = offsetof(struct ts_rule, tls_port)},
+};
+static const size_t nkeys = ARRAY_SIZE(keys);
+_Static_assert(ARRAY_SIZE(keys) <= MAX_KEYS, "raise MAX_KEYS");
+
+static const struct key *find_key(const char *name)
+{
+	for (size_t i = 0; i < nkeys; i++)
+		if (!strcmp(keys[i].name, name))
+			return &keys[i];
+	return NULL;
+}
+
+/* ---- lines and sections ---- */
+
+static void close_section(struct parser *ps)
+{
+	if (ps->in_rule) {
+		struct ts_rule *r = &ps->p->rules[ps->p->nrules - 1];
+		/* A section line too broken to name has been reported. */
+		for (size_t i = 0; r->name && i < nkeys; i++)
+			if (keys[i].required && keys[i].scope == SCOPE_RULE &&
+			    !ps->seen[i])
+				perr_at(ps, r->line, ps->section_col,
+				        "rule '%s' has no '%s'", r->name,
+				        keys[i].name);
+	}
+	memset(ps->seen, 0, sizeof ps->seen);
+}
+
+/* Starts a rule; name NULL for a section line too broken to name, whose
+ * keys are still checked. */
+static void open_rule(struct parser *ps, const char *name, unsigned col)
+{
+	struct ts_policy *p = ps->p;
+
+	if (p->nrules == ps->rcap) {
+		size_t cap = ps->rcap ? ps->rcap * 2 : 8;
+		struct ts_rule *nr = realloc(p->rules, cap * sizeof *nr);
+		if (!nr) {
+			oom(ps);
+			return;
+		}
+		p->rules = nr;
+		ps->rcap = cap;
+	}
+	struct ts_rule *r = &p->rules[p->nrules];
+	*r = (struct ts_rule){.line = ps->line};
+	if (name && !(r->name = xstrdup(ps, name)))
+		return;
+	p->nrules++;
+	ps->in_rule = true;
+	ps->section_col = col;
+}
+
+static void parse_section(struct parser *ps, char *s)
+{
+	char *close = strchr(s, ']'), *name, *rest;
+
+	close_section(ps);
+	ps->in_rule = false;
+	if (!close) {
+		perr(ps, col_of(ps, s), "malformed section line: missing ']'");
+		open_rule(ps, NULL, col_of(ps, s));
+		return;
+	}
+	rest = skip_ws(close + 1);
+	if (*rest && *rest != '#' && *rest != ';')
+		perr(ps, col_of(ps, rest), "malformed section line: "
+		     "unexpected '%.64s' after ']'", rest);
+	*close = '\0';
+	name = skip_ws(s + 1);
+	rtrim(name);
+	if (!*name) {
+		perr(ps, col_of(ps, s), "empty section name");
+		open_rule(ps, NULL, col_of(ps, s));
+		return;
+	}
+	for (char *c = name; *c; c++) {
+		if (!is_alnum(*c) && !strchr("-_.", *c)) {
+			perr(ps, col_of(ps, c), "bad section name '%.64s': "
+			     "use letters, digits, '-', '_' and '.'", name);
+			break;
+		}
+	}
+	for (size_t i = 0; i < ps->p->nrules; i++) {
+		const struct ts_rule *r = &ps->p->rules[i];
+		if (r->name && !strcmp(r->name, name)) {
+			perr(ps, col_of(ps, name), "duplicate section '%.64s' "
+			     "(first on line %u)", name, r->line);
+			break;
+		}
+	}
+	open_rule(ps, name, col_of(ps, name));
+}
+
+static void parse_line(struct parser *ps, char *line)
+{
+	char *s = skip_ws(line), *eq, *kend, *v;
+	const struct key *k;
+	size_t i;
+
+	ps->linestart = line;
+	if (!*s || *s == '#' || *s == ';')
+		return;
+	if (*s == '[') {
+		parse_section(ps, s);
+		return;
+	}
+	eq = strchr(s, '=');
+	if (!eq) {
+		rtrim(s);
+		perr(ps, col_of(ps, s), "expected 'key = value' or "
+		     "'[section]', not '%.64s'", s);
+		return;
+	}
+	for (kend = eq; kend > s && is_ws(kend[-1]); kend--)
+		;
+	if (kend == s) {
+		perr(ps, col_of(ps, eq), "missing key before '='");
+		return;
+	}
+	*kend = '\0';
+	/* A comment starts at '#' or ';' at the start of the value or after
+	 * white space: "a#b" is a value, "a #b" is "a". */
+	v = skip_ws(eq + 1);
+	for (char *c = v; *c; c++) {
+		if ((*c == '#' || *c == ';') && (c == v || is_ws(c[-1]))) {
+			*c = '\0';
+			break;
+		}
+	}
+	rtrim(v);
+
+	k = find_key(s);
+	if (!k) {
+		perr(ps, col_of(ps, s), "unknown key '%.64s'", s);
+		return;
+	}
+	if (k->scope == SCOPE_RULE && !ps->in_rule) {
+		perr(ps, col_of(ps, s), "'%s' is a rule key: it belongs in a "
+		     "[name] section", k->name);
+		return;
+	}
+	if (k->scope == SCOPE_GLOBAL && ps->in_rule) {
+		perr(ps, col_of(ps, s), "'%s' is a global key: it must come "
+		     "before the first [section]", k->name);
+		return;
+	}
+	i = (size_t)(k - keys);
+	if (ps->seen[i] && !k->repeatable) {
+		perr(ps, col_of(ps, s), "duplicate key '%s' (first on line "
+		     "%u)", k->name, ps->seen[i]);
+		return;
+	}
+	/* Seen even when the value is bad: that error says enough, a
+	 * "rule has no match" on top would not. */
+	if (!ps->seen[i])
+		ps->seen[i] = ps->line;
+	if (!*v) {
+		perr(ps, col_of(ps, v), "empty value for '%s'", k->name);
+		return;
+	}
+	struct tok val = {v, col_of(ps, v)};
+	void *obj = k->scope == SCOPE_RULE ?
+	                    (void *)&ps->p->rules[ps->p->nrules - 1] :
+	                    (void *)ps->p;
+	k->parse(ps, k, obj, &val);
+}
+
+static char *dir_of(struct parser *ps, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *d;
+
+	if (!slash)
+		return xstrdup(ps, ".");
+	size_t n = slash == path ? 1 : (size_t)(slash - path);
+	if (!(d = malloc(n + 1))) {
+		oom(ps);
+		return NULL;
+	}
+	memcpy(d, path, n);
+	d[n] = '\0';
+	return d;
+}
+
+struct ts_policy *ts_policy_parse(const char *path, const char *buf,
+                                  size_t len, ts_policy_diag_fn diag,
+                                  void *ctx, char *err, size_t errlen)
+{
+	struct parser ps = {
+		.path = path ? path : "(policy)",
+		.diag = diag, .ctx = ctx, .err = err, .errlen = errlen,
+	};
+	char line[MAX_LINE + 1];
+	size_t pos = 0;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!buf)
+		len = 0;
+	if (!(ps.p = calloc(1, sizeof *ps.p))) {
+		oom(&ps);
+		return NULL;
+	}
+	ps.p->log_level = TS_LOG_WARN;
+	ps.p->handshake_timeout_ms = 10 * 1000;
+	if (path) {
+		ps.p->path = xstrdup(&ps, path);
+		ps.dir = dir_of(&ps, path);
+	}
+	if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
+		pos = 3; /* a UTF-8 byte order mark some editors write */
+	while (pos < len && !ps.stop) {
+		const char *s = buf + pos, *nl = memchr(s, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - s) : len - pos;
+		const char *nul;
+
+		pos += n + (nl != NULL);
+		ps.line++;
+		if (n && s[n - 1] == '\r')
+			n--;
+		if ((nul = memchr(s, '\0', n))) {
+			perr(&ps, (unsigned)(nul - s) + 1,
+			     "NUL byte: not a text file");
+			ps.stop = true;
+			break;
+		}
+		if (n > MAX_LINE) {
+			perr(&ps, MAX_LINE + 1, "line longer than %d bytes",
+			     MAX_LINE);
+			continue;
+		}
+		memcpy(line, s, n);
+		line[n] = '\0';
+		parse_line(&ps, line);
+	}
+	if (!ps.stop)
+		close_section(&ps);
+	free(ps.dir);
+	if (ps.nerr) {
+		ts_policy_free(ps.p);
+		return NULL;
+	}
+	return ps.p;
+}
+
+struct ts_policy *ts_policy_load(const char *path, ts_policy_diag_fn diag,
+                                 void *ctx, char *err, size_t errlen)
+{
+	struct parser ps = {
+		.path = path, .diag = diag, .ctx = ctx, .err = err,
+		.errlen = errlen,
+	};
+	struct ts_policy *p;
+	struct ts_blob b;
+	int e;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!path) {
+		ps.path = "(policy)";
+		perr(&ps, 0, "no path");
+		return NULL;
+	}
+	/* Errors about the whole file have no line: "path: message". */
+	e = read_all(path, MAX_POLICY, &b);
+	if (e == EFBIG) {
+		perr(&ps, 0, "larger than %d MiB", MAX_POLICY >> 20);
+		return NULL;
+	}
+	if (e == ENOMEM) {
+		perr(&ps, 0, "out of memory");
+		return NULL;
+	}
+	if (e) {
+		perr(&ps, 0, "cannot read: %s", strerror(e));
+		return NULL;
+	}
+	p = ts_policy_parse(path, (const char *)b.data, b.len, diag, ctx, err,
+	                    errlen);
+	free(b.data);
+	return p;
+}
+
+void ts_policy_free(struct ts_policy *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->nrules; i++) {
+		struct ts_rule *r = &p->rules[i];
+		for (size_t j = 0; j < r->nmatches; j++)
+			free(r->matches[j].host);
+		free(r->matches);
+		free(r->name);
+		free(r->sni);
+		free(r->ca_file);
+		free(r->ca.data);
+	}
+	free(p->rules);
+	free(p->path);
+	free(p);
+}
+
+static const char *const level_names[] = {
+	[TS_LOG_ERROR] = "error",
+	[TS_LOG_WARN] = "warn",
+	[TS_LOG_INFO] = "info",
+	[TS_LOG_DEBUG] = "debug",
+};
+
+const char *ts_log_level_name(enum ts_log_level l)
+{
+	if ((unsigned)l < ARRAY_SIZE(level_names))
+		return level_names[l];
+	return "?";
+}
+
+/* Case-insensitive: TLSSHIM_LOG=DEBUG should work too. */
+int ts_log_level_parse(const char *s)
+{
+	for (size_t i = 0; s && i < ARRAY_SIZE(level_names); i++) {
+		const char *n = level_names[i];
+		size_t j;
+		for (j = 0; n[j]; j++) {
+			char c = s[j];
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c - 'A' + 'a');
+			if (c != n[j])
+				break;
+		}
+		if (!n[j] && !s[j])
+			return (int)i;
+	}
+	return -1;
+}
