@@ -8,7 +8,9 @@
 #define TS_REAL_H
 
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -37,6 +39,13 @@
 	X(int, recvmmsg, (int, struct mmsghdr *, unsigned, int,            \
 	                  struct timespec *))                              \
 	X(int, dup, (int))                                                 \
+	X(FILE *, fdopen, (int, const char *))                             \
+	X(int, fclose, (FILE *))                                           \
+	X(ssize_t, sendfile, (int, int, off_t *, size_t))                  \
+	X(ssize_t, sendfile64, (int, int, off64_t *, size_t))              \
+	X(ssize_t, splice, (int, off64_t *, int, off64_t *, size_t,        \
+	                    unsigned))                                     \
+	X(long, syscall, (long, ...))                                      \
 	X(int, dup2, (int, int))                                           \
 	X(int, dup3, (int, int, int))                                      \
 	X(int, close_range, (unsigned, unsigned, int))                     \
@@ -44,6 +53,10 @@
 	X(int, close, (int))                                               \
 	X(int, shutdown, (int, int))                                       \
 	X(int, poll, (struct pollfd *, nfds_t, int))                       \
+	X(int, ppoll, (struct pollfd *, nfds_t, const struct timespec *,   \
+	               const sigset_t *))                                  \
+	X(int, pselect, (int, fd_set *, fd_set *, fd_set *,                \
+	                 const struct timespec *, const sigset_t *))       \
 	X(int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *)) \
 	X(int, fcntl, (int, int, ...))                                     \
 	X(int, fcntl64, (int, int, ...))                                   \
