@@ -272,6 +272,14 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		snprintf(why, sizeof why, "out of memory");
 		goto fail;
 	}
+	if (ts_log_level_cur >= TS_LOG_DEBUG) {
+		int fdfl = REAL(fcntl)(fd, F_GETFD);
+		if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
+			ts_debug("%s: fd %d lacks FD_CLOEXEC: a program it "
+			         "survives exec into would see the TLS stream "
+			         "without the session",
+			         dest, fd);
+	}
 	if (ts_log_level_cur >= TS_LOG_INFO) {
 		char desc[128];
 		eng->describe(c->tls, desc, sizeof desc);
