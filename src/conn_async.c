@@ -405,7 +405,8 @@ int ts_conn_poll_finish(struct pollfd *fds, nfds_t n,
 		} else if (saved[i].kind == K_FAILED) {
 			fds[i].revents |= POLLERR;
 		} else if (c && c->state != TS_CONN_HANDSHAKING) {
-			fds[i].revents |= ts_conn_ready(c, ev);
+			fds[i].revents = ts_conn_revents(c, fds[i].fd, ev,
+			                                 fds[i].revents);
 		}
 		if (c)
 			ts_conn_put(c);
