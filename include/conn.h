@@ -18,9 +18,13 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "fdtab.h"
 #include "policy.h"
+
+#define TS_CONN_STAGE 16384
+#define TS_CONN_PEEK_MAX 65536
 
 enum ts_conn_state {
 	TS_CONN_HANDSHAKING,
@@ -34,6 +38,7 @@ struct ts_conn {
 	struct ts_fdent ent; /* first: the fd table's handle */
 	int fd;
 	enum ts_conn_state state;
+	atomic_int nfds; /* fd numbers (dups) naming this session here */
 	bool nonblock;   /* O_NONBLOCK as the program set it */
 	bool eof;        /* peer closed: reads return 0 */
 	int broken_errno;
@@ -42,6 +47,13 @@ struct ts_conn {
 	pthread_mutex_t send_lock; /* one sender at a time in the session */
 	pthread_mutex_t recv_lock; /* one receiver at a time */
 	uint64_t bytes_out, bytes_in;
+	atomic_int *owner;        /* shared with forked copies: owner's pid */
+	unsigned long fork_seen;  /* forks counted when ownership was known */
+	unsigned long used_gen;   /* forks counted at the last use */
+	bool lost;                /* another process owns the session */
+	unsigned char *stage;  /* gathers small writev pieces into a record */
+	unsigned char *peek;   /* decrypted, not yet consumed (MSG_PEEK) */
+	size_t peek_len, peek_cap;
 	char dest[64];  /* "ip:port" for messages */
 	char name[256]; /* the name verified */
 };
@@ -74,6 +86,14 @@ ssize_t ts_conn_send(struct ts_conn *c, int fd, const void *buf, size_t len,
                      int flags);
 ssize_t ts_conn_recv(struct ts_conn *c, int fd, void *buf, size_t len,
                      int flags);
+/* The vectored forms behind every data hook. Flags are the MSG_* flags of
+ * send(2)/recv(2) with TCP's meaning. */
+ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
+                      int iovcnt, int flags);
+ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
+                      int iovcnt, int flags);
+/* Decrypted bytes readable now (FIONREAD). */
+size_t ts_conn_pending(struct ts_conn *c, int fd);
 
 /* Readiness the kernel cannot see: POLLIN when decrypted bytes or EOF are
  * waiting in the session. */
@@ -83,12 +103,22 @@ short ts_conn_ready(struct ts_conn *c, short events);
  * this was the last reference. */
 void ts_conn_forget(int fd);
 
+/* newfd is a duplicate of an fd of c (dup, dup2, F_DUPFD...). */
+void ts_conn_alias(int newfd, struct ts_conn *c);
+
 /* A new fd got this number while our state was stale (closed behind our
  * back): drop the state without any I/O on the new fd. */
 void ts_conn_purge(int fd);
 
 /* shutdown(2): SHUT_WR and SHUT_RDWR send close_notify first. */
 int ts_conn_shutdown(struct ts_conn *c, int fd, int how);
+
+/* Ownership across fork (src/conn_fork.c). use: the caller is about to do
+ * I/O and may claim a released session. !use: closing; true when this
+ * process should send close_notify. */
+bool ts_conn_owned(struct ts_conn *c, bool use);
+atomic_int *ts_owner_cell_new(void);
+void ts_conn_fork_init(void);
 
 void ts_conn_set_nonblock(struct ts_conn *c, bool on);
 

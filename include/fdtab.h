@@ -40,4 +40,15 @@ int ts_fd_install(int fd, struct ts_fdent *e);
 /* Remove fd's entry and return the table's reference (NULL if none). */
 struct ts_fdent *ts_fd_remove(int fd);
 
+/* Every entry with lo <= fd <= hi, without references taken: for fork
+ * handlers and close_range, where nothing else runs concurrently on them. */
+void ts_fd_foreach(unsigned lo, unsigned hi,
+                   void (*cb)(int fd, struct ts_fdent *e, void *ctx),
+                   void *ctx);
+
+/* For pthread_atfork: no table change may be half done at fork. */
+void ts_fd_lock(void);
+void ts_fd_unlock(void);
+void ts_fd_child_reset(void);
+
 #endif

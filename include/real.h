@@ -8,10 +8,14 @@
 #define TS_REAL_H
 
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
 
 /* X(return type, name, parameter list) */
 #define TS_REAL_FUNCS(X)                                                   \
@@ -22,9 +26,37 @@
 	X(ssize_t, send, (int, const void *, size_t, int))                 \
 	X(ssize_t, recv, (int, void *, size_t, int))                       \
 	X(ssize_t, sendmsg, (int, const struct msghdr *, int))             \
+	X(ssize_t, recvmsg, (int, struct msghdr *, int))                   \
+	X(ssize_t, readv, (int, const struct iovec *, int))                \
+	X(ssize_t, writev, (int, const struct iovec *, int))               \
+	X(ssize_t, sendto, (int, const void *, size_t, int,                \
+	                    const struct sockaddr *, socklen_t))           \
+	X(ssize_t, recvfrom, (int, void *, size_t, int, struct sockaddr *, \
+	                      socklen_t *))                                \
+	X(ssize_t, __recvfrom_chk, (int, void *, size_t, size_t, int,      \
+	                            struct sockaddr *, socklen_t *))       \
+	X(int, sendmmsg, (int, struct mmsghdr *, unsigned, int))           \
+	X(int, recvmmsg, (int, struct mmsghdr *, unsigned, int,            \
+	                  struct timespec *))                              \
+	X(int, dup, (int))                                                 \
+	X(FILE *, fdopen, (int, const char *))                             \
+	X(int, fclose, (FILE *))                                           \
+	X(ssize_t, sendfile, (int, int, off_t *, size_t))                  \
+	X(ssize_t, sendfile64, (int, int, off64_t *, size_t))              \
+	X(ssize_t, splice, (int, off64_t *, int, off64_t *, size_t,        \
+	                    unsigned))                                     \
+	X(long, syscall, (long, ...))                                      \
+	X(int, dup2, (int, int))                                           \
+	X(int, dup3, (int, int, int))                                      \
+	X(int, close_range, (unsigned, unsigned, int))                     \
+	X(void, closefrom, (int))                                          \
 	X(int, close, (int))                                               \
 	X(int, shutdown, (int, int))                                       \
 	X(int, poll, (struct pollfd *, nfds_t, int))                       \
+	X(int, ppoll, (struct pollfd *, nfds_t, const struct timespec *,   \
+	               const sigset_t *))                                  \
+	X(int, pselect, (int, fd_set *, fd_set *, fd_set *,                \
+	                 const struct timespec *, const sigset_t *))       \
 	X(int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *)) \
 	X(int, fcntl, (int, int, ...))                                     \
 	X(int, fcntl64, (int, int, ...))                                   \

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -31,6 +33,8 @@ static void conn_destroy(struct ts_fdent *e)
 
 	if (c->tls)
 		eng->destroy(c->tls);
+	free(c->stage);
+	free(c->peek);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_mutex_destroy(&c->recv_lock);
 	free(c);
@@ -258,6 +262,12 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (!c->tls || handshake(c, deadline, why, sizeof why) < 0)
 		goto fail;
 	c->state = TS_CONN_READY;
+	atomic_init(&c->nfds, 1);
+	c->owner = ts_owner_cell_new();
+	if (!c->owner) {
+		snprintf(why, sizeof why, "out of memory");
+		goto fail;
+	}
 	if (ts_fd_install(fd, &c->ent) < 0) {
 		snprintf(why, sizeof why, "out of memory");
 		goto fail;
@@ -296,40 +306,121 @@ static void set_broken(struct ts_conn *c, int err)
 	}
 }
 
-ssize_t ts_conn_send(struct ts_conn *c, int fd, const void *buf, size_t len,
-                     int flags)
+/* Another process owns the session since fork. */
+static void set_lost(struct ts_conn *c)
 {
-	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
+	c->state = TS_CONN_BROKEN;
+	c->broken_errno = EPIPE;
+}
+
+/* The errno of a failed engine call, after marking fatal ones. */
+static int engine_errno(struct ts_conn *c, ssize_t r)
+{
+	if (r == TS_TLS_WANT_WRITE || r == TS_TLS_WANT_READ)
+		return EAGAIN;
+	if (r == TS_TLS_INTR)
+		return EINTR;
+	int err = errno;
+	set_broken(c, err);
+	return err;
+}
+
+static size_t iov_total(const struct iovec *iov, int n, bool *bad)
+{
+	size_t t = 0;
+	*bad = n < 0;
+	for (int i = 0; i < n && !*bad; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - t)
+			*bad = true;
+		else
+			t += iov[i].iov_len;
+	}
+	return t;
+}
+
+/* A write that fails with EPIPE raises SIGPIPE unless asked not to; a
+ * connection already known broken answers without touching the kernel,
+ * so raise it here as the kernel would. */
+static void maybe_sigpipe(int err, int flags)
+{
+	if (err == EPIPE && !(flags & MSG_NOSIGNAL))
+		pthread_kill(pthread_self(), SIGPIPE);
+}
+
+ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
+                      int iovcnt, int flags)
+{
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT), bad;
 	int tflags = (nb ? MSG_DONTWAIT : 0) |
 	             (flags & (MSG_NOSIGNAL | MSG_MORE));
-	size_t done = 0;
-	int err = 0;
+	size_t total = iov_total(iov, iovcnt, &bad), done = 0, off = 0;
+	int err = 0, i = 0;
 
+	if (bad) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (flags & MSG_OOB) {
+		/* Urgent data has no meaning inside a TLS stream. */
+		errno = EOPNOTSUPP;
+		return -1;
+	}
 	pthread_mutex_lock(&c->send_lock);
+	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
+		set_lost(c);
 	if (c->state == TS_CONN_BROKEN) {
 		err = c->broken_errno;
+		maybe_sigpipe(err, flags);
 		goto out;
 	}
-	if (len == 0)
-		goto out;
 	/* Like a kernel stream socket: a blocking send takes everything
 	 * unless interrupted; a non-blocking one takes what fits. */
-	while (done < len) {
-		ssize_t r = eng->send(c->tls, fd, (const char *)buf + done,
-		                      len - done, tflags);
-		if (r > 0) {
-			done += (size_t)r;
-			continue;
+	while (done < total) {
+		while (off == iov[i].iov_len) {
+			i++;
+			off = 0;
 		}
-		if (r == TS_TLS_WANT_WRITE)
-			err = EAGAIN;
-		else if (r == TS_TLS_INTR)
-			err = EINTR;
-		else if (r == TS_TLS_ERR) {
-			err = errno;
-			set_broken(c, err);
+		const char *p = (const char *)iov[i].iov_base + off;
+		size_t n = iov[i].iov_len - off;
+		/* Small pieces are gathered so that one record carries them
+		 * (writev of a header and a body); large ones go direct. */
+		if (n < TS_CONN_STAGE && n < total - done) {
+			if (!c->stage)
+				c->stage = malloc(TS_CONN_STAGE);
+			if (c->stage) {
+				size_t got = 0, o = off;
+				for (int j = i; j < iovcnt && got < TS_CONN_STAGE;
+				     j++, o = 0) {
+					size_t k = iov[j].iov_len - o;
+					if (k > TS_CONN_STAGE - got)
+						k = TS_CONN_STAGE - got;
+					memcpy(c->stage + got,
+					       (const char *)iov[j].iov_base + o,
+					       k);
+					got += k;
+				}
+				p = (const char *)c->stage;
+				n = got;
+			}
 		}
-		break;
+		ssize_t r = eng->send(c->tls, fd, p, n, tflags);
+		if (r <= 0) {
+			err = r == 0 ? 0 : engine_errno(c, r);
+			break;
+		}
+		done += (size_t)r;
+		/* Advance the iovec position by r bytes. */
+		for (size_t left = (size_t)r; left;) {
+			size_t k = iov[i].iov_len - off;
+			if (k > left)
+				k = left;
+			off += k;
+			left -= k;
+			if (off == iov[i].iov_len && left) {
+				i++;
+				off = 0;
+			}
+		}
 	}
 	c->bytes_out += done;
 out:
@@ -343,46 +434,189 @@ out:
 	return 0;
 }
 
-ssize_t ts_conn_recv(struct ts_conn *c, int fd, void *buf, size_t len,
+ssize_t ts_conn_send(struct ts_conn *c, int fd, const void *buf, size_t len,
                      int flags)
 {
-	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
-	ssize_t r;
+	struct iovec v = {(void *)buf, len};
+	return ts_conn_sendv(c, fd, &v, 1, flags);
+}
+
+/* Decrypt into the peek buffer until it holds want bytes; only the first
+ * read may wait. Returns 0 or a negative ts_tls_rc / 0-length EOF (1). */
+static int peek_fill(struct ts_conn *c, int fd, size_t want, bool nb)
+{
+	if (want > TS_CONN_PEEK_MAX)
+		want = TS_CONN_PEEK_MAX;
+	if (c->peek_cap < want) {
+		unsigned char *b = realloc(c->peek, want);
+		if (!b) {
+			errno = ENOMEM;
+			return TS_TLS_ERR;
+		}
+		c->peek = b;
+		c->peek_cap = want;
+	}
+	while (c->peek_len < want && !c->eof) {
+		if (c->peek_len && !eng->pending(c->tls))
+			break;
+		ssize_t r = eng->recv(c->tls, fd, c->peek + c->peek_len,
+		                      want - c->peek_len,
+		                      nb || c->peek_len ? MSG_DONTWAIT : 0);
+		if (r == 0)
+			c->eof = true;
+		else if (r > 0)
+			c->peek_len += (size_t)r;
+		else if (c->peek_len)
+			break;
+		else
+			return (int)r;
+	}
+	return 0;
+}
+
+/* Copy from the peek buffer into iov at byte offset done; consume unless
+ * peeking. */
+static size_t peek_take(struct ts_conn *c, const struct iovec *iov,
+                        int iovcnt, size_t done, bool consume)
+{
+	size_t taken = 0, pos = 0;
+	for (int i = 0; i < iovcnt && taken < c->peek_len; i++) {
+		size_t len = iov[i].iov_len, o = 0;
+		if (pos + len <= done) {
+			pos += len;
+			continue;
+		}
+		if (done > pos)
+			o = done - pos;
+		size_t k = len - o;
+		if (k > c->peek_len - taken)
+			k = c->peek_len - taken;
+		memcpy((char *)iov[i].iov_base + o, c->peek + taken, k);
+		taken += k;
+		pos += len;
+		done += k;
+	}
+	if (consume) {
+		memmove(c->peek, c->peek + taken, c->peek_len - taken);
+		c->peek_len -= taken;
+	}
+	return taken;
+}
+
+/* The iovec segment at byte offset done: base and room. */
+static char *iov_at(const struct iovec *iov, int iovcnt, size_t done,
+                    size_t *room)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		if (done < iov[i].iov_len) {
+			*room = iov[i].iov_len - done;
+			return (char *)iov[i].iov_base + done;
+		}
+		done -= iov[i].iov_len;
+	}
+	*room = 0;
+	return NULL;
+}
+
+ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
+                      int iovcnt, int flags)
+{
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT), bad;
+	bool waitall = (flags & MSG_WAITALL) && !(flags & MSG_PEEK);
+	size_t total = iov_total(iov, iovcnt, &bad), done = 0;
+	char scratch[4096];
 	int err = 0;
 
+	if (bad) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (flags & MSG_OOB) {
+		/* No urgent data ever arrives inside a TLS stream. */
+		errno = EINVAL;
+		return -1;
+	}
 	pthread_mutex_lock(&c->recv_lock);
-	if (c->state == TS_CONN_BROKEN) {
+	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
+		set_lost(c);
+	if (c->state == TS_CONN_BROKEN && !c->peek_len) {
 		err = c->broken_errno;
 		goto out;
 	}
-	if (c->eof || len == 0) {
-		r = 0;
-		goto done;
+	if (total == 0)
+		goto out;
+	if (flags & MSG_PEEK) {
+		int r = peek_fill(c, fd, total, nb);
+		if (r < 0 && !c->peek_len) {
+			err = engine_errno(c, r);
+			goto out;
+		}
+		done = peek_take(c, iov, iovcnt, 0, false);
+		goto out;
 	}
-	r = eng->recv(c->tls, fd, buf, len, nb ? MSG_DONTWAIT : 0);
-	if (r > 0) {
-		c->bytes_in += (uint64_t)r;
-		goto done;
+	if (c->peek_len && (flags & MSG_TRUNC)) {
+		done = c->peek_len < total ? c->peek_len : total;
+		memmove(c->peek, c->peek + done, c->peek_len - done);
+		c->peek_len -= done;
+	} else if (c->peek_len) {
+		done = peek_take(c, iov, iovcnt, 0, true);
 	}
-	if (r == 0) {
-		c->eof = true;
-		goto done;
+	while (done < total && !c->eof) {
+		/* After the first bytes, a plain read returns what is already
+		 * decrypted rather than waiting; MSG_WAITALL waits. */
+		bool wait = !nb && (done == 0 || waitall);
+		if (!wait && done && !eng->pending(c->tls))
+			break;
+		size_t room;
+		char *dst = iov_at(iov, iovcnt, done, &room);
+		if (flags & MSG_TRUNC) {
+			/* TCP's MSG_TRUNC discards the bytes it counts. */
+			dst = scratch;
+			if (room > sizeof scratch)
+				room = sizeof scratch;
+		}
+		ssize_t r = eng->recv(c->tls, fd, dst, room,
+		                      wait ? 0 : MSG_DONTWAIT);
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		if (r == 0) {
+			c->eof = true;
+			break;
+		}
+		if (done == 0)
+			err = engine_errno(c, r);
+		else if (r == TS_TLS_ERR)
+			(void)engine_errno(c, r);
+		break;
 	}
-	if (r == TS_TLS_WANT_READ)
-		err = EAGAIN;
-	else if (r == TS_TLS_INTR)
-		err = EINTR;
-	else {
-		err = errno;
-		set_broken(c, err);
-	}
+	c->bytes_in += done;
 out:
 	pthread_mutex_unlock(&c->recv_lock);
+	if (done > 0 || !err)
+		return (ssize_t)done;
 	errno = err;
 	return -1;
-done:
+}
+
+ssize_t ts_conn_recv(struct ts_conn *c, int fd, void *buf, size_t len,
+                     int flags)
+{
+	struct iovec v = {buf, len};
+	return ts_conn_recvv(c, fd, &v, 1, flags);
+}
+
+size_t ts_conn_pending(struct ts_conn *c, int fd)
+{
+	pthread_mutex_lock(&c->recv_lock);
+	/* Decrypt what already arrived, without waiting, so the count is of
+	 * bytes the program can read now. */
+	if (c->state == TS_CONN_READY)
+		(void)peek_fill(c, fd, c->peek_len + TS_CONN_STAGE, true);
+	size_t n = c->peek_len + (c->tls ? eng->pending(c->tls) : 0);
 	pthread_mutex_unlock(&c->recv_lock);
-	return r;
+	return n;
 }
 
 short ts_conn_ready(struct ts_conn *c, short events)
@@ -390,7 +624,8 @@ short ts_conn_ready(struct ts_conn *c, short events)
 	short r = 0;
 
 	if ((events & POLLIN) &&
-	    (c->eof || c->state == TS_CONN_BROKEN || eng->pending(c->tls)))
+	    (c->eof || c->state == TS_CONN_BROKEN || c->peek_len ||
+	     eng->pending(c->tls)))
 		r |= POLLIN;
 	return r;
 }
@@ -401,7 +636,7 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 	 * from the FIN. */
 	if (how == SHUT_WR || how == SHUT_RDWR) {
 		pthread_mutex_lock(&c->send_lock);
-		if (c->state == TS_CONN_READY)
+		if (c->state == TS_CONN_READY && ts_conn_owned(c, true))
 			eng->close_notify(c->tls, fd);
 		pthread_mutex_unlock(&c->send_lock);
 	}
@@ -413,6 +648,24 @@ void ts_conn_set_nonblock(struct ts_conn *c, bool on)
 	c->nonblock = on;
 }
 
+/* One fd number less refers to c; true when it was the last. */
+static bool drop_alias(struct ts_conn *c)
+{
+	return atomic_fetch_sub(&c->nfds, 1) == 1;
+}
+
+void ts_conn_alias(int newfd, struct ts_conn *c)
+{
+	atomic_fetch_add(&c->nfds, 1);
+	if (ts_fd_install(newfd, &c->ent) < 0) {
+		/* Out of memory: the new fd must not carry plaintext. */
+		atomic_fetch_sub(&c->nfds, 1);
+		ts_error("%s %s: cannot track duplicated fd %d; closing it",
+		         c->rule->name, c->dest, newfd);
+		REAL(shutdown)(newfd, SHUT_RDWR);
+	}
+}
+
 void ts_conn_purge(int fd)
 {
 	struct ts_fdent *e = ts_fd_remove(fd);
@@ -420,10 +673,12 @@ void ts_conn_purge(int fd)
 		return;
 	struct ts_conn *c = (struct ts_conn *)e;
 	ts_debug("fd %d reused: forgetting %s %s", fd, c->rule->name, c->dest);
-	pthread_mutex_lock(&c->send_lock);
-	c->state = TS_CONN_BROKEN;
-	c->broken_errno = EBADF;
-	pthread_mutex_unlock(&c->send_lock);
+	if (drop_alias(c)) {
+		pthread_mutex_lock(&c->send_lock);
+		c->state = TS_CONN_BROKEN;
+		c->broken_errno = EBADF;
+		pthread_mutex_unlock(&c->send_lock);
+	}
 	ts_fdent_put(e);
 }
 
@@ -433,10 +688,14 @@ void ts_conn_forget(int fd)
 	if (!e)
 		return;
 	struct ts_conn *c = (struct ts_conn *)e;
+	if (!drop_alias(c)) {
+		ts_fdent_put(e); /* another fd still names the session */
+		return;
+	}
 	/* close_notify goes out now, while fd still names this socket; a
 	 * thread still inside a call drops the last reference later. */
 	pthread_mutex_lock(&c->send_lock);
-	if (c->state == TS_CONN_READY)
+	if (c->state == TS_CONN_READY && ts_conn_owned(c, false))
 		eng->close_notify(c->tls, fd);
 	c->state = TS_CONN_BROKEN;
 	c->broken_errno = EBADF;

@@ -88,3 +88,39 @@ struct ts_fdent *ts_fd_remove(int fd)
 	pthread_mutex_unlock(&tab_lock);
 	return e;
 }
+
+void ts_fd_foreach(unsigned lo, unsigned hi,
+                   void (*cb)(int fd, struct ts_fdent *e, void *ctx),
+                   void *ctx)
+{
+	if (hi >= FD_LIMIT)
+		hi = FD_LIMIT - 1;
+	for (unsigned ch = lo >> CHUNK_BITS; ch <= hi >> CHUNK_BITS; ch++) {
+		slot_t *c = atomic_load(&chunks[ch]);
+		if (!c)
+			continue;
+		for (unsigned i = 0; i < CHUNK_SIZE; i++) {
+			unsigned fd = (ch << CHUNK_BITS) | i;
+			if (fd < lo || fd > hi)
+				continue;
+			struct ts_fdent *e = atomic_load(&c[i]);
+			if (e)
+				cb((int)fd, e, ctx);
+		}
+	}
+}
+
+void ts_fd_lock(void)
+{
+	pthread_mutex_lock(&tab_lock);
+}
+
+void ts_fd_unlock(void)
+{
+	pthread_mutex_unlock(&tab_lock);
+}
+
+void ts_fd_child_reset(void)
+{
+	pthread_mutex_init(&tab_lock, NULL);
+}

@@ -3,6 +3,8 @@
  * fds are reported readable without waiting. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <signal.h>
+#include <time.h>
 #include <string.h>
 #include <sys/select.h>
 
@@ -20,19 +22,41 @@ static short ready_of(int fd, short events)
 	return r;
 }
 
-static int poll_impl(struct pollfd *fds, nfds_t n, int timeout,
-                     int (*real)(struct pollfd *, nfds_t, int))
+/* One waiting primitive for poll and ppoll: timeout NULL waits forever,
+ * zero only polls. */
+struct waiter {
+	const struct timespec *timeout;
+	const sigset_t *mask;
+	bool is_ppoll;
+};
+
+static int wait_real(struct pollfd *fds, nfds_t n, const struct waiter *w,
+                     bool zero)
+{
+	static const struct timespec ts0;
+	if (w->is_ppoll)
+		return REAL(ppoll)(fds, n, zero ? &ts0 : w->timeout, w->mask);
+	int ms = -1;
+	if (zero)
+		ms = 0;
+	else if (w->timeout)
+		ms = (int)(w->timeout->tv_sec * 1000 +
+		           w->timeout->tv_nsec / 1000000);
+	return REAL(poll)(fds, n, ms);
+}
+
+static int poll_impl(struct pollfd *fds, nfds_t n, const struct waiter *w)
 {
 	nfds_t i, ours = 0;
 
 	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
-		return real(fds, n, timeout);
+		return wait_real(fds, n, w, false);
 	for (i = 0; i < n; i++)
 		if (fds[i].fd >= 0 && ready_of(fds[i].fd, fds[i].events))
 			ours++;
 	if (!ours)
-		return real(fds, n, timeout);
-	int rc = real(fds, n, 0);
+		return wait_real(fds, n, w, false);
+	int rc = wait_real(fds, n, w, true);
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < n; i++) {
@@ -47,14 +71,18 @@ static int poll_impl(struct pollfd *fds, nfds_t n, int timeout,
 	return rc;
 }
 
-static int real_poll(struct pollfd *fds, nfds_t n, int timeout)
+static int do_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	return REAL(poll)(fds, n, timeout);
+	struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
+	struct waiter w = {.timeout = timeout < 0 ? NULL : &ts};
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		return REAL(poll)(fds, n, timeout);
+	return poll_impl(fds, n, &w);
 }
 
 TS_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	return poll_impl(fds, n, timeout, real_poll);
+	return do_poll(fds, n, timeout);
 }
 
 TS_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout,
@@ -62,27 +90,48 @@ TS_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout,
 {
 	if (fdslen / sizeof *fds < n)
 		__builtin_trap();
-	return poll_impl(fds, n, timeout, real_poll);
+	return do_poll(fds, n, timeout);
 }
 
-TS_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
-                     struct timeval *tv)
+TS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
+                    const sigset_t *mask)
+{
+	struct waiter w = {.timeout = t, .mask = mask, .is_ppoll = true};
+	return poll_impl(fds, n, &w);
+}
+
+TS_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n,
+                          const struct timespec *t, const sigset_t *mask,
+                          size_t fdslen)
+{
+	if (fdslen / sizeof *fds < n)
+		__builtin_trap();
+	return ppoll(fds, n, t, mask);
+}
+
+/* select and pselect: fds with decrypted bytes waiting are readable. */
+static int select_impl(int nfds, fd_set *r, fd_set *w, fd_set *e,
+                       const struct timespec *t, const sigset_t *mask,
+                       bool is_pselect, struct timeval *tv)
 {
 	fd_set ready;
 	int fd, ours = 0;
+	static const struct timespec ts0;
+	struct timeval tv0 = {0, 0};
 
-	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed) || !r)
-		return REAL(select)(nfds, r, w, e, tv);
-	FD_ZERO(&ready);
-	for (fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
-		if (FD_ISSET(fd, r) && ready_of(fd, POLLIN)) {
-			FD_SET(fd, &ready);
-			ours++;
-		}
+	if (atomic_load_explicit(&ts_fd_live, memory_order_relaxed) && r) {
+		FD_ZERO(&ready);
+		for (fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+			if (FD_ISSET(fd, r) && ready_of(fd, POLLIN)) {
+				FD_SET(fd, &ready);
+				ours++;
+			}
+	}
 	if (!ours)
-		return REAL(select)(nfds, r, w, e, tv);
-	struct timeval zero = {0, 0};
-	int rc = REAL(select)(nfds, r, w, e, &zero);
+		return is_pselect ? REAL(pselect)(nfds, r, w, e, t, mask)
+		                  : REAL(select)(nfds, r, w, e, tv);
+	int rc = is_pselect ? REAL(pselect)(nfds, r, w, e, &ts0, mask)
+	                    : REAL(select)(nfds, r, w, e, &tv0);
 	if (rc < 0)
 		return rc;
 	for (fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
@@ -91,4 +140,18 @@ TS_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
 			rc++;
 		}
 	return rc;
+}
+
+TS_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
+                     struct timeval *tv)
+{
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		return REAL(select)(nfds, r, w, e, tv);
+	return select_impl(nfds, r, w, e, NULL, NULL, false, tv);
+}
+
+TS_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
+                      const struct timespec *t, const sigset_t *mask)
+{
+	return select_impl(nfds, r, w, e, t, mask, true, NULL);
 }

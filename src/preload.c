@@ -58,6 +58,7 @@ static void state_init(void)
 	int env_level = env ? ts_log_level_parse(env) : -1;
 
 	ts_real_bind();
+	ts_conn_fork_init();
 	if (env_level >= 0)
 		ts_log_set_level(env_level);
 	const char *path = choose(buf, sizeof buf);
