@@ -131,11 +131,22 @@ bool io_check(bool cond, const char *what, const char *fmt, ...)
 	return cond;
 }
 
+static void on_alarm(int sig)
+{
+	char m[256];
+	int n = snprintf(m, sizeof m, "not ok - %s: TIMEOUT (IO_TIMEOUT), hung here\n", io_test);
+	(void)sig;
+	if (write(1, m, (size_t)n) < 0)
+		_exit(3);
+	_exit(3);
+}
+
 void io_init(int argc, char **argv)
 {
 	const char *t = getenv("IO_TIMEOUT");
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	alarm(t ? (unsigned)atoi(t) : 120);
+	signal(SIGALRM, on_alarm);
+	alarm(t ? (unsigned)atoi(t) : 60);
 	sel = argv + 1;
 	nsel = argc - 1;
 }

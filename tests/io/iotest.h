@@ -4,7 +4,7 @@
  * Environment: IO_PORT (echo server), IO_HOST (default 127.0.0.1),
  * IO_MODE=plain|tls (what the client runs against; only a few checks
  * differ, each says why), IO_BYTES (payload size, default 10 MiB),
- * IO_TIMEOUT (seconds, default 120: SIGALRM ends a hung client).
+ * IO_TIMEOUT (seconds, default 60: SIGALRM ends a hung client).
  * argv[1..]: run only the named subtests.
  * Output: one "ok - NAME" / "not ok - NAME: why" line per check and
  * "N passed, N failed"; exit 1 on any failure. */
