@@ -6,6 +6,7 @@ io_setup_env() {
 	export TLSSHIM="$B/src/tlsshim" IO_BIN="$B/tests/io"
 	export IO_HELPERS="$BATS_TEST_DIRNAME/io-helpers"
 	export IO_DIR="$BATS_FILE_TMPDIR"
+	[ -x /usr/bin/python3 ] && : ${PYTHON:=/usr/bin/python3}
 	export PYTHON=${PYTHON:-python3}
 	[ -x "$TLSSHIM" ] || { echo "no launcher at $TLSSHIM (build first)" >&2; return 1; }
 }

@@ -7,6 +7,7 @@ Modes:
           close_notify and close.  The server can still send after the
           client's SHUT_WR: that is the half-close test.
   silent  accept TCP and never say a word (handshake timeout tests).
+  http    HTTP/1.1 GET of files under --root (curl, wget, http.client).
 Options:
   --plain          no TLS (validates the C clients against the kernel)
   --delay A-B      sleep a random A..B ms after accept, before the TLS
@@ -18,12 +19,13 @@ import argparse, os, random, socket, ssl, sys, threading, time
 
 def parse():
     p = argparse.ArgumentParser()
-    p.add_argument('--mode', default='echo', choices=['echo', 'silent'])
+    p.add_argument('--mode', default='echo', choices=['echo', 'silent', 'http'])
     p.add_argument('--plain', action='store_true')
     p.add_argument('--cert')
     p.add_argument('--key')
     p.add_argument('--delay', default='0')
     p.add_argument('--host', default='127.0.0.1')
+    p.add_argument('--root', default='.')
     p.add_argument('--port-file', required=True)
     return p.parse_args()
 
@@ -74,6 +76,30 @@ def serve(raw, args, ctx, delay):
         except OSError:
             pass
 
+def http_main(args, ctx):
+    import functools, http.server
+    class H(http.server.SimpleHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+        def log_message(self, *a):
+            pass
+    class S(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 512
+        def get_request(self):
+            raw, addr = self.socket.accept()
+            if ctx is None:
+                return raw, addr
+            raw.settimeout(30)
+            return ctx.wrap_socket(raw, server_side=True), addr
+    fam = socket.AF_INET6 if ':' in args.host else socket.AF_INET
+    S.address_family = fam
+    srv = S((args.host, 0), functools.partial(H, directory=args.root))
+    tmp = args.port_file + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write('%d\n' % srv.server_address[1])
+    os.rename(tmp, args.port_file)
+    srv.serve_forever()
+
 def main():
     args = parse()
     d = [int(x) for x in args.delay.split('-')]
@@ -82,6 +108,8 @@ def main():
     if not args.plain and args.mode != 'silent':
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
+    if args.mode == 'http':
+        return http_main(args, ctx)
     fam = socket.AF_INET6 if ':' in args.host else socket.AF_INET
     ls = socket.socket(fam, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
