@@ -13,7 +13,7 @@ what=${1:-test}
 packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   bats bats-assert bats-support python3 curl wget socat
   netcat-openbsd ncat binutils procps
-  nodejs redis-server redis-tools"
+  redis-server redis-tools"
 
 missing=
 for p in $packages; do
