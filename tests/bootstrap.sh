@@ -13,7 +13,7 @@ what=${1:-test}
 packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   bats bats-assert bats-support python3 curl wget socat
   netcat-openbsd ncat binutils procps
-  redis-server redis-tools"
+  nodejs redis-server redis-tools"
 
 missing=
 for p in $packages; do
