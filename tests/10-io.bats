@@ -12,12 +12,12 @@ load io-helpers/io
 
 setup_file() {
 	io_setup_env
-	sh "$IO_HELPERS/gencerts.sh" "$IO_DIR/certs"
+	sh "$BATS_TEST_DIRNAME/helpers/gencerts.sh" "$IO_DIR/certs"
 	local c="$IO_DIR/certs"
-	export TLS_ECHO=$(io_server tls-echo --cert "$c/server.pem" --key "$c/server.key")
-	export TLS_DELAY=$(io_server tls-delay --delay 1000 --cert "$c/server.pem" --key "$c/server.key")
+	export TLS_ECHO=$(io_server tls-echo --cert "$c/good.pem" --key "$c/good.key")
+	export TLS_DELAY=$(io_server tls-delay --delay 1000 --cert "$c/good.pem" --key "$c/good.key")
 	export TLS_SILENT=$(io_server tls-silent --mode silent)
-	export TLS_WRONG=$(io_server tls-wrong --cert "$c/wrong.pem" --key "$c/wrong.key")
+	export TLS_WRONG=$(io_server tls-wrong --cert "$c/wrongname.pem" --key "$c/wrongname.key")
 	export PLAIN_ECHO=$(io_server plain-echo --plain)
 	export PLAIN_DELAY=$(io_server plain-delay --plain --delay 1000)
 	export PLAIN_SILENT=$(io_server plain-silent --plain --mode silent)

@@ -10,7 +10,7 @@ load io-helpers/io
 
 setup_file() {
 	io_setup_env
-	sh "$IO_HELPERS/gencerts.sh" "$IO_DIR/certs"
+	sh "$BATS_TEST_DIRNAME/helpers/gencerts.sh" "$IO_DIR/certs"
 	local c="$IO_DIR/certs"
 	mkdir -p "$IO_DIR/www"
 	head -c 10485760 /dev/urandom >"$IO_DIR/www/payload"
@@ -21,9 +21,9 @@ setup_file() {
 	{ cat "$IO_DIR/www/payload"; printf 'EOF %d\n' 10485760; } >"$IO_DIR/echoed"
 	export ECHOED_SHA=$(sha256sum <"$IO_DIR/echoed" | cut -d' ' -f1)
 	export PAYLOAD_SHA=$(sha256sum <"$IO_DIR/www/payload" | cut -d' ' -f1)
-	export TLS_ECHO=$(io_server p-echo --cert "$c/server.pem" --key "$c/server.key")
-	export TLS_WEB=$(io_server p-web --mode http --root "$IO_DIR/www" --cert "$c/server.pem" --key "$c/server.key")
-	export TLS_SLOW=$(io_server p-slow --delay 50-200 --cert "$c/server.pem" --key "$c/server.key")
+	export TLS_ECHO=$(io_server p-echo --cert "$c/good.pem" --key "$c/good.key")
+	export TLS_WEB=$(io_server p-web --mode http --root "$IO_DIR/www" --cert "$c/good.pem" --key "$c/good.key")
+	export TLS_SLOW=$(io_server p-slow --delay 50-200 --cert "$c/good.pem" --key "$c/good.key")
 	# the ports the programs are given: nothing listens there
 	export ECHO=$(free_port) WEB=$(free_port) SLOW=$(free_port) REDIS=$(free_port)
 	export TLS_REDIS=$(free_port)
@@ -52,7 +52,7 @@ ca-file = $c/ca.pem
 [redis]
 match = 127.0.0.1:$REDIS
 tls-port = $TLS_REDIS
-sni = io.test
+sni = localhost
 ca-file = $c/ca.pem
 EOP
 	"$TLSSHIM" --check "$IO_DIR/policy.conf"
@@ -62,7 +62,7 @@ EOP
 start_redis() {
 	local c=$1
 	redis-server --port 0 --tls-port "$TLS_REDIS" --bind 127.0.0.1 \
-		--tls-cert-file "$c/server.pem" --tls-key-file "$c/server.key" \
+		--tls-cert-file "$c/good.pem" --tls-key-file "$c/good.key" \
 		--tls-ca-cert-file "$c/ca.pem" --tls-auth-clients no \
 		--save '' --appendonly no --dir "$IO_DIR" \
 		>"$IO_DIR/redis.log" 2>&1 3>&- &

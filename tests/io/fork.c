@@ -43,11 +43,22 @@ static void child_continues(void)
 	if (fd < 0)
 		return;
 	CHECK(echo_n(fd, 1000), "parent uses the connection first");
+	int go[2];
+	if (pipe(go) != 0)
+		return;
 	pid_t pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		char c;
+		/* starts once the parent has closed its copy */
+		if (read(go[0], &c, 1) != 1)
+			_exit(3);
 		_exit(echo_n(fd, io_bytes()) ? 0 : 1);
+	}
 	close(fd); /* the parent is done with it */
+	CHECK(write(go[1], "g", 1) == 1, "parent closed its copy; child goes on");
 	int st = child_status(pid);
+	close(go[0]);
+	close(go[1]);
 	CHECK(st == 0, "child moved %zu bytes over the connection the parent closed (status %d)",
 	      io_bytes(), st);
 }
