@@ -73,8 +73,9 @@ struct ts_engine {
 	size_t (*pending)(struct ts_tls *t);
 	/* True while a record is queued for sending. */
 	bool (*send_queued)(struct ts_tls *t);
-	/* Send close_notify without blocking; best effort. */
-	void (*close_notify)(struct ts_tls *t, int fd);
+	/* Flush what is queued, then send close_notify, without blocking:
+	 * OK once sent (or impossible), WANT_WRITE/INTR to call again. */
+	int (*close_notify)(struct ts_tls *t, int fd);
 	/* Why the last call returned TS_TLS_ERR. */
 	const char *(*reason)(struct ts_tls *t);
 	/* "TLS1.3 AES-256-GCM" and the like, for logs. */

@@ -594,11 +594,11 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		done = peek_take(c, iov, iovcnt, 0, true);
 	}
 	while (done < total && !c->eof) {
-		/* After the first bytes, a plain read returns what is already
-		 * decrypted rather than waiting; MSG_WAITALL waits. */
+		/* After the first bytes, a read takes all that has arrived
+		 * without waiting for more, as the kernel does: programs
+		 * (libuv) take a short read with POLLHUP as the end of the
+		 * stream. MSG_WAITALL waits. */
 		bool wait = !nb && (done == 0 || waitall);
-		if (!wait && done && !eng->pending(c->tls))
-			break;
 		size_t room;
 		char *dst = iov_at(iov, iovcnt, done, &room);
 		if (flags & MSG_TRUNC) {
@@ -686,6 +686,26 @@ short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev)
 	return r;
 }
 
+/* Queued records and close_notify go out before the FIN, as the kernel
+ * sends buffered data before it: wait for room, bounded by the handshake
+ * timeout so a peer that stopped reading cannot hang close(). Called with
+ * send_lock held. */
+static void close_notify_flushed(struct ts_conn *c, int fd)
+{
+	long long deadline = now_ms() + ts_state.policy->handshake_timeout_ms;
+	for (;;) {
+		int r = eng->close_notify(c->tls, fd);
+		if (r == TS_TLS_OK)
+			return;
+		if (r == TS_TLS_WANT_WRITE && !wait_fd(fd, POLLOUT, deadline)) {
+			ts_warn("%s %s (%s): peer not reading; closing with "
+			        "data unsent",
+			        c->rule->name, c->dest, c->name);
+			return;
+		}
+	}
+}
+
 int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 {
 	/* The peer learns of our half-close from close_notify first, then
@@ -694,7 +714,7 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 		pthread_mutex_lock(&c->send_lock);
 		if (c->state == TS_CONN_READY && !c->wr_shut &&
 		    ts_conn_owned(c, true))
-			eng->close_notify(c->tls, fd);
+			close_notify_flushed(c, fd);
 		pthread_mutex_unlock(&c->send_lock);
 	}
 	int rv = REAL(shutdown)(fd, how);
@@ -762,8 +782,8 @@ void ts_conn_forget(int fd)
 	/* close_notify goes out now, while fd still names this socket; a
 	 * thread still inside a call drops the last reference later. */
 	pthread_mutex_lock(&c->send_lock);
-	if (c->state == TS_CONN_READY && ts_conn_owned(c, false))
-		eng->close_notify(c->tls, fd);
+	if (c->state == TS_CONN_READY && !c->wr_shut && ts_conn_owned(c, false))
+		close_notify_flushed(c, fd);
 	c->state = TS_CONN_BROKEN;
 	c->broken_errno = EBADF;
 	pthread_mutex_unlock(&c->send_lock);

@@ -383,18 +383,24 @@ static bool tls_send_queued(struct ts_tls *t)
 	return t->queued;
 }
 
-static void tls_close_notify(struct ts_tls *t, int fd)
+static int tls_close_notify(struct ts_tls *t, int fd)
 {
-	int flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+	int flags = MSG_DONTWAIT | MSG_NOSIGNAL, rc;
 
 	if (t->bye_sent)
-		return;
-	t->bye_sent = true;
-	if (tls_flush(t, fd, flags) != TS_TLS_OK)
-		return;
+		return TS_TLS_OK;
+	rc = tls_flush(t, fd, flags);
+	if (rc == TS_TLS_WANT_WRITE || rc == TS_TLS_INTR)
+		return rc;
 	t->push_fd = fd;
 	t->send_flags = flags;
-	(void)gnutls_bye(t->s, GNUTLS_SHUT_WR);
+	rc = rc == TS_TLS_OK ? gnutls_bye(t->s, GNUTLS_SHUT_WR) : 0;
+	if (rc == GNUTLS_E_AGAIN)
+		return TS_TLS_WANT_WRITE;
+	if (rc == GNUTLS_E_INTERRUPTED)
+		return TS_TLS_INTR;
+	t->bye_sent = true;
+	return TS_TLS_OK;
 }
 
 static const char *tls_reason(struct ts_tls *t)
