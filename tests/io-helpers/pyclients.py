@@ -28,10 +28,15 @@ def sock(port, path):
 async def aio(port, path):
     data = open(path, 'rb').read()
     r, w = await asyncio.open_connection('127.0.0.1', port)
-    w.write(data)
-    await w.drain()
-    w.write_eof()
+    # Read while writing: a writer that waits for drain() while its
+    # reader is paused relies on kernel buffers holding the whole echo.
+    async def send():
+        w.write(data)
+        await w.drain()
+        w.write_eof()
+    t = asyncio.create_task(send())
     got = await r.read()
+    await t
     w.close()
     return hashlib.sha256(got).hexdigest()
 
