@@ -127,8 +127,13 @@ static int find_library(char *out, size_t len)
 		rel_libdir(rel, sizeof rel);
 		if (snprintf(out, len, "%s/%s/%s", exe, rel, LIBNAME) <
 		            (int)len &&
-		    access(out, R_OK) == 0)
+		    access(out, R_OK) == 0) {
+			/* bin/../lib/x.so reads better as lib/x.so. */
+			char canon[PATH_MAX];
+			if (realpath(out, canon) && strlen(canon) < len)
+				strcpy(out, canon);
 			return 0;
+		}
 	}
 	if (snprintf(out, len, "%s/%s", TS_LIBDIR, LIBNAME) >= (int)len)
 		return -1;
