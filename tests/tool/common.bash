@@ -67,7 +67,7 @@ free_port() {
 wait_port() {
 	local i
 	for i in $(seq 1 100); do
-		python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null &&
+		timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' sh "$1" 2>/dev/null &&
 			return 0
 		sleep 0.1
 	done
