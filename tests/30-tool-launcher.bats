@@ -20,7 +20,7 @@ tls-port = $GOOD
 
 [named]
 match = 127.0.0.1:1081
-sni = tlsshim.test
+sni = localhost
 ca-file = $CERTS/ca.pem
 tls-port = $GOOD
 
@@ -87,8 +87,8 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"rule:          [named] (line 6)"* ]]
 	[[ "$output" == *"port $GOOD (tls-port) instead of 1081"* ]]
-	[[ "$output" == *"SNI sent:      tlsshim.test"* ]]
-	[[ "$output" == *"name verified: tlsshim.test (sni of the rule)"* ]]
+	[[ "$output" == *"SNI sent:      localhost"* ]]
+	[[ "$output" == *"name verified: localhost (sni of the rule)"* ]]
 	[[ "$output" == *"trust anchors: $CERTS/ca.pem (1 certificate)"* ]]
 	[[ "$output" == *"pins:"* ]]
 	[[ "$output" == *"versions:      TLS1.2, TLS1.3"* ]]
@@ -121,22 +121,22 @@ teardown_file() {
 	[ -n "$pin" ]
 	run timeout 20 "$TLSSHIM" --probe "$POL" 127.0.0.1:1081
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"connecting to 127.0.0.1:$GOOD, verifying tlsshim.test"* ]]
+	[[ "$output" == *"connecting to 127.0.0.1:$GOOD, verifying localhost"* ]]
 	[[ "$output" == *"version: TLS1."* ]]
 	[[ "$output" == *"cipher: "* ]]
-	[[ "$output" == *"subject: CN=tlsshim.test"* ]]
+	[[ "$output" == *"subject: CN=good"* ]]
 	[[ "$output" == *"issuer: CN=tlsshim test CA"* ]]
 	[[ "$output" == *"validity: "*" to "* ]]
-	[[ "$output" == *"san: DNS:tlsshim.test"* ]]
+	[[ "$output" == *"san: DNS:localhost"* ]]
 	[[ "$output" == *"san: IP:127.0.0.1"* ]]
 	[[ "$output" == *"pin-sha256: $pin"* ]]
-	[[ "$output" == *"verdict: OK: verified tlsshim.test"* ]]
+	[[ "$output" == *"verdict: OK: verified localhost"* ]]
 }
 
 @test "--probe a server with the wrong name: chain shown, verdict FAILED with GnuTLS's reason" {
 	run timeout 20 "$TLSSHIM" --probe "$POL" 127.0.0.1:1082
 	[ "$status" -eq 1 ]
-	[[ "$output" == *"subject: CN=wrong.test"* ]]
+	[[ "$output" == *"subject: CN=wrongname"* ]]
 	[[ "$output" == *"pin-sha256: "* ]]
 	[[ "$output" == *"verdict: FAILED: The certificate is NOT trusted. The name in the certificate does not match the expected."* ]]
 }

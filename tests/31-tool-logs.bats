@@ -21,7 +21,7 @@ policy() {
 $1
 [web]
 match = 127.0.0.1:1080
-sni = tlsshim.test
+sni = localhost
 ca-file = $CERTS/ca.pem
 tls-port = $GOOD
 P
@@ -31,15 +31,15 @@ P
 	policy "log-level = info"
 	run timeout 20 "$TLSSHIM" -p "$BATS_TEST_TMPDIR/p.conf" curl -sS http://127.0.0.1:1080/
 	[ "$status" -eq 0 ]
-	[[ "$output" =~ tlsshim:\ info:\ curl:\ rule\ web\ 127\.0\.0\.1:1080\ \(tlsshim\.test\):\ TLS1\.[23]\ [A-Z0-9-]+,\ verified ]]
-	[[ "$output" =~ tlsshim:\ info:\ web\ 127\.0\.0\.1:1080\ \(tlsshim\.test\):\ closed,\ [1-9][0-9]*\ bytes\ out,\ [1-9][0-9]*\ bytes\ in ]]
+	[[ "$output" =~ tlsshim:\ info:\ curl:\ rule\ web\ 127\.0\.0\.1:1080\ \(localhost\):\ TLS1\.[23]\ [A-Z0-9-]+,\ verified ]]
+	[[ "$output" =~ tlsshim:\ info:\ web\ 127\.0\.0\.1:1080\ \(localhost\):\ closed,\ [1-9][0-9]*\ bytes\ out,\ [1-9][0-9]*\ bytes\ in ]]
 }
 
 @test "debug: the rule chosen and where the verified name came from" {
 	policy ""
 	run timeout 20 "$TLSSHIM" -p "$BATS_TEST_TMPDIR/p.conf" -l debug curl -sS http://127.0.0.1:1080/
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"tlsshim: debug: 127.0.0.1:1080: rule web, verifying tlsshim.test (sni from the rule)"* ]]
+	[[ "$output" == *"tlsshim: debug: 127.0.0.1:1080: rule web, verifying localhost (sni from the rule)"* ]]
 }
 
 @test "log-file: the lines go to the file, not to the program's stderr" {
@@ -48,7 +48,7 @@ log-file = tlsshim.log"
 	run timeout 20 "$TLSSHIM" -p "$BATS_TEST_TMPDIR/p.conf" curl -sS http://127.0.0.1:1080/
 	[ "$status" -eq 0 ]
 	[ "$output" = "hello over tls" ]
-	grep -q "tlsshim: info: curl: rule web 127.0.0.1:1080 (tlsshim.test): TLS1" "$BATS_TEST_TMPDIR/tlsshim.log"
+	grep -q "tlsshim: info: curl: rule web 127.0.0.1:1080 (localhost): TLS1" "$BATS_TEST_TMPDIR/tlsshim.log"
 	grep -q "closed, .* bytes out, .* bytes in" "$BATS_TEST_TMPDIR/tlsshim.log"
 }
 
@@ -88,7 +88,7 @@ with open(sys.argv[2], "w") as f:
 
 @test "a program that closed fd 2 still gets its refusal (ECONNREFUSED), and does not die" {
 	policy "log-level = debug"
-	sed -i 's/^sni = .*/sni = other.test/' "$BATS_TEST_TMPDIR/p.conf"
+	sed -i 's/^sni = .*/sni = other.invalid/' "$BATS_TEST_TMPDIR/p.conf"
 	run timeout 20 "$TLSSHIM" -p "$BATS_TEST_TMPDIR/p.conf" python3 -c '
 import os, socket, errno
 os.close(2)

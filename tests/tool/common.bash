@@ -15,46 +15,14 @@ require_tool() {
 	done
 }
 
-# A throwaway CA and a server certificate for tlsshim.test and 127.0.0.1,
-# plus one for wrong.test (a name mismatch), in $1.
+# The shared throwaway PKI (tests/helpers/gencerts.sh) in $1; srv.* is its
+# good.* (localhost, 127.0.0.1, ::1), wrong.* its wrongname.* (other.invalid).
 gen_certs() {
-	local d=$1
-	mkdir -p "$d"
-	cat >"$d/ca.tmpl" <<'T'
-cn = "tlsshim test CA"
-ca
-cert_signing_key
-expiration_days = 2
-T
-	cat >"$d/srv.tmpl" <<'T'
-cn = "tlsshim.test"
-dns_name = "tlsshim.test"
-ip_address = "127.0.0.1"
-ip_address = "::1"
-tls_www_server
-signing_key
-encryption_key
-expiration_days = 2
-T
-	cat >"$d/wrong.tmpl" <<'T'
-cn = "wrong.test"
-dns_name = "wrong.test"
-tls_www_server
-signing_key
-encryption_key
-expiration_days = 2
-T
-	certtool --generate-privkey --key-type ecdsa --outfile "$d/ca.key" 2>/dev/null &&
-	certtool --generate-self-signed --load-privkey "$d/ca.key" \
-		--template "$d/ca.tmpl" --outfile "$d/ca.pem" 2>/dev/null &&
-	for n in srv wrong; do
-		certtool --generate-privkey --key-type ecdsa --outfile "$d/$n.key" 2>/dev/null &&
-		certtool --generate-certificate --load-privkey "$d/$n.key" \
-			--load-ca-certificate "$d/ca.pem" --load-ca-privkey "$d/ca.key" \
-			--template "$d/$n.tmpl" --outfile "$d/$n.pem" 2>/dev/null ||
-			return 1
-	done
-	chmod 644 "$d"/*.key
+	sh "$SRCROOT/tests/helpers/gencerts.sh" "$1" >/dev/null || return 1
+	ln -sf good.pem "$1/srv.pem" && ln -sf good.key "$1/srv.key" &&
+	ln -sf wrongname.pem "$1/wrong.pem" && ln -sf wrongname.key "$1/wrong.key"
+	# Servers that drop privileges (memcached -u) must read the key.
+	chmod 644 "$1"/*.key
 }
 
 # A free TCP port on 127.0.0.1, for servers that cannot report the port
