@@ -326,7 +326,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tlsshim: --check needs a policy\n");
 			return 2;
 		}
-		return check(nargs, args, false);
+		return check(nargs, args, true); /* silent when valid */
 	case OPT_EXPLAIN:
 		if (nargs != 2) {
 			fprintf(stderr, "usage: tlsshim --explain POLICY "

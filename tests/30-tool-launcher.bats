@@ -68,7 +68,7 @@ teardown_file() {
 	[[ "$output" == *"$d/bad1.conf:4:1: unknown key 'bogus'"* ]]
 	[[ "$output" == *"$d/bad2.conf:3:1: 'log' is a global key"* ]]
 	[[ "$output" == *"$d/bad2.conf:1:"*"has no 'match'"* ]]
-	[[ "$output" == *"$d/ok.conf: ok, 1 rule"* ]]
+	[[ "$output" != *"$d/ok.conf"* ]]
 }
 
 @test "--check accepts log-file and refuses one in a missing directory" {

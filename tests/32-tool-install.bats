@@ -39,7 +39,7 @@ teardown_file() {
 @test "the installed launcher checks the installed policies" {
 	run timeout 10 "$DEST$BINDIR/tlsshim" --check "$DEST$SYSCONFDIR"/tlsshim/policies/*.conf
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"default.conf: ok, 0 rules"* ]]
+	[ -z "$output" ]
 }
 
 @test "the installed launcher runs a program with the installed preload and engine" {
