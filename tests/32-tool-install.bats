@@ -31,7 +31,7 @@ teardown_file() {
 	[ -f "$DEST$LIBDIR/libtlsshim-engine.so" ]
 	grep -q '^\.TH "tlsshim" "1"' "$DEST$MANDIR/man1/tlsshim.1"
 	grep -q '^\.TH "tlsshim.conf" "5"' "$DEST$MANDIR/man5/tlsshim.conf.5"
-	for p in default redis-cli curl wget mosquitto_pub mosquitto_sub memcached; do
+	for p in default redis-cli curl wget mosquitto_pub mosquitto_sub memcached ldapsearch; do
 		[ -f "$DEST$SYSCONFDIR/tlsshim/policies/$p.conf" ]
 	done
 }
