@@ -727,6 +727,12 @@ static const struct key keys[] = {
 	{.name = "handshake-timeout", .scope = SCOPE_GLOBAL,
 	 .parse = parse_seconds_ms,
 	 .offset = offsetof(struct ts_policy, handshake_timeout_ms)},
+	{.name = "log", .scope = SCOPE_GLOBAL,
+	 .parse = parse_log_dest,
+	 .offset = offsetof(struct ts_policy, log_dest)},
+	{.name = "log-file", .scope = SCOPE_GLOBAL,
+	 .parse = parse_log_file,
+	 .offset = offsetof(struct ts_policy, log_file)},
 	{.name = "match", .scope = SCOPE_RULE, .required = true,
 	 .parse = parse_match},
 	{.name = "sni", .scope = SCOPE_RULE,
@@ -737,12 +743,6 @@ static const struct key keys[] = {
 	{.name = "tls-port", .scope = SCOPE_RULE,
 	 .parse = parse_port_key,
 	 .offset = offsetof(struct ts_rule, tls_port)},
-	{.name = "log", .scope = SCOPE_GLOBAL,
-	 .parse = parse_log_dest,
-	 .offset = offsetof(struct ts_policy, log_dest)},
-	{.name = "log-file", .scope = SCOPE_GLOBAL,
-	 .parse = parse_log_file,
-	 .offset = offsetof(struct ts_policy, log_file)},
 };
 static const size_t nkeys = ARRAY_SIZE(keys);
 _Static_assert(ARRAY_SIZE(keys) <= MAX_KEYS, "raise MAX_KEYS");
