@@ -8,7 +8,7 @@
 
 /* src/launcher_target.c: resolve COMMAND like execvp and refuse what the
  * preload cannot reach. 0 when it can run under the preload; else -1
- * with the reason printed. *unprotected is set for setuid/setgid/
+ * with the reason in why (-2: not found). *unprotected is set for setuid/setgid/
  * file-capability targets (the loader drops LD_PRELOAD); the caller
  * decides. */
 int ts_launcher_check_target(const char *cmd, bool *unprotected,

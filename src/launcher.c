@@ -67,7 +67,8 @@ static void print_diag(void *ctx, const char *msg)
 	fprintf(stderr, "%s\n", msg);
 }
 
-static int check(int n, char **paths, bool quiet)
+/* Silent for a valid file, like a compiler. */
+static int check(int n, char **paths)
 {
 	int bad = 0;
 	char err[512];
@@ -78,9 +79,6 @@ static int check(int n, char **paths, bool quiet)
 			               sizeof err);
 		if (!p)
 			bad = 1;
-		else if (!quiet)
-			printf("%s: ok, %zu rule%s\n", paths[i], p->nrules,
-			       p->nrules == 1 ? "" : "s");
 		ts_policy_free(p);
 	}
 	return bad;
@@ -244,7 +242,7 @@ static int shell_on_off(bool on, const char *policy, const char *level)
 		return 2;
 	}
 	if (policy) {
-		if (check(1, (char **)&policy, true))
+		if (check(1, (char **)&policy))
 			return 2;
 		if (!realpath(policy, abs)) {
 			fprintf(stderr, "tlsshim: %s: %s\n", policy,
@@ -326,7 +324,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tlsshim: --check needs a policy\n");
 			return 2;
 		}
-		return check(nargs, args, true); /* silent when valid */
+		return check(nargs, args);
 	case OPT_EXPLAIN:
 		if (nargs != 2) {
 			fprintf(stderr, "usage: tlsshim --explain POLICY "
@@ -357,7 +355,7 @@ int main(int argc, char **argv)
 		policy = getenv("TLSSHIM_POLICY");
 	char abs[PATH_MAX];
 	if (policy && policy[0]) {
-		if (check(1, (char **)&policy, true))
+		if (check(1, (char **)&policy))
 			return 2;
 		if (!realpath(policy, abs)) {
 			fprintf(stderr, "tlsshim: %s: %s\n", policy,
@@ -384,7 +382,12 @@ int main(int argc, char **argv)
 
 	bool unprot = false;
 	char why[PATH_MAX + 256];
-	if (ts_launcher_check_target(args[0], &unprot, why, sizeof why) < 0) {
+	int t = ts_launcher_check_target(args[0], &unprot, why, sizeof why);
+	if (t == -2) {
+		fprintf(stderr, "tlsshim: %s\n", why);
+		return 127;
+	}
+	if (t < 0) {
 		fprintf(stderr, "tlsshim: refusing to run: %s\n", why);
 		return 126;
 	}

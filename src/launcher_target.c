@@ -112,9 +112,10 @@ int ts_launcher_check_target(const char *cmd, bool *unprotected,
 
 	*unprotected = false;
 	if (resolve(cmd, path, sizeof path) < 0) {
+		bool nf = errno == ENOENT;
 		snprintf(why, whylen, "%s: %s", cmd,
-		         errno == ENOENT ? "command not found" : strerror(errno));
-		return -1;
+		         nf ? "command not found" : strerror(errno));
+		return nf ? -2 : -1;
 	}
 	/* Scripts: what runs is the interpreter (a chain of at most 4). */
 	for (depth = 0; depth < 5; depth++) {

@@ -192,7 +192,7 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	[ "$output" = script-ran ]
 	run timeout 10 "$TLSSHIM" -p "$POL" no-such-command-here
-	[ "$status" -eq 126 ]
+	[ "$status" -eq 127 ]
 	[[ "$output" == *"no-such-command-here: command not found"* ]]
 }
 
