@@ -45,6 +45,8 @@ struct ts_conn {
 	atomic_int nfds; /* fd numbers (dups) naming this session here */
 	bool nonblock;   /* O_NONBLOCK as the program set it */
 	bool eof;        /* peer closed: reads return 0 */
+	bool wr_shut;    /* shutdown(SHUT_WR): close_notify sent, EPIPE */
+	atomic_bool rd_shut; /* shutdown(SHUT_RD): reads return 0 */
 	int broken_errno;
 	const struct ts_rule *rule;
 	struct ts_tls *tls;
@@ -55,6 +57,8 @@ struct ts_conn {
 	unsigned long fork_seen;  /* forks counted when ownership was known */
 	unsigned long used_gen;   /* forks counted at the last use */
 	bool lost;                /* another process owns the session */
+	unsigned recv_gen;        /* reads the program made */
+	unsigned et_gen;          /* recv_gen at the last synthesized edge */
 	unsigned char *stage;  /* gathers small writev pieces into a record */
 	unsigned char *peek;   /* decrypted, not yet consumed (MSG_PEEK) */
 	size_t peek_len, peek_cap;

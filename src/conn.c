@@ -395,8 +395,10 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 	pthread_mutex_lock(&c->send_lock);
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);
-	if (c->state == TS_CONN_BROKEN) {
-		err = c->broken_errno;
+	if (c->state == TS_CONN_BROKEN || c->wr_shut) {
+		/* After SHUT_WR the kernel answers EPIPE (and SIGPIPE). */
+		err = c->wr_shut && c->state != TS_CONN_BROKEN ? EPIPE
+		                                               : c->broken_errno;
 		maybe_sigpipe(err, flags);
 		goto out;
 	}
@@ -566,13 +568,14 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c) < 0)
 		return -1;
 	pthread_mutex_lock(&c->recv_lock);
+	c->recv_gen++;
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);
 	if (c->state == TS_CONN_BROKEN && !c->peek_len) {
 		err = c->broken_errno;
 		goto out;
 	}
-	if (total == 0)
+	if (total == 0 || atomic_load(&c->rd_shut))
 		goto out;
 	if (flags & MSG_PEEK) {
 		int r = peek_fill(c, fd, total, nb);
@@ -652,6 +655,8 @@ short ts_conn_ready(struct ts_conn *c, short events)
 {
 	short r = 0;
 
+	if (c->state == TS_CONN_HANDSHAKING || !c->tls)
+		return 0;
 	if ((events & POLLIN) &&
 	    (c->eof || c->state == TS_CONN_BROKEN || c->peek_len ||
 	     eng->pending(c->tls)))
@@ -685,13 +690,24 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 {
 	/* The peer learns of our half-close from close_notify first, then
 	 * from the FIN. */
-	if (how == SHUT_WR || how == SHUT_RDWR) {
+	if ((how == SHUT_WR || how == SHUT_RDWR) && c->state == TS_CONN_READY) {
 		pthread_mutex_lock(&c->send_lock);
-		if (c->state == TS_CONN_READY && ts_conn_owned(c, true))
+		if (c->state == TS_CONN_READY && !c->wr_shut &&
+		    ts_conn_owned(c, true))
 			eng->close_notify(c->tls, fd);
 		pthread_mutex_unlock(&c->send_lock);
 	}
-	return REAL(shutdown)(fd, how);
+	int rv = REAL(shutdown)(fd, how);
+	if (rv < 0)
+		return rv;
+	if (how == SHUT_RD || how == SHUT_RDWR)
+		atomic_store(&c->rd_shut, true);
+	if (how == SHUT_WR || how == SHUT_RDWR) {
+		pthread_mutex_lock(&c->send_lock);
+		c->wr_shut = true;
+		pthread_mutex_unlock(&c->send_lock);
+	}
+	return 0;
 }
 
 void ts_conn_set_nonblock(struct ts_conn *c, bool on)
