@@ -86,4 +86,12 @@ struct ts_engine {
 typedef const struct ts_engine *(*ts_engine_init_fn)(
 	const struct ts_engine_io *io);
 
+/* For `tlsshim --probe` (the launcher only): after a handshake, verified
+ * or not, writes what was negotiated and the peer's certificate chain
+ * (subject, issuer, validity, SANs, pin-sha256) one line at a time. */
+#define TS_ENGINE_PROBE_SYM "ts_engine_probe"
+typedef void (*ts_engine_probe_fn)(struct ts_tls *t,
+                                   void (*out)(void *ctx, const char *line),
+                                   void *ctx);
+
 #endif

@@ -49,12 +49,19 @@ struct ts_rule {
 	uint16_t tls_port;  /* 0: the port the program asked for */
 };
 
+enum ts_log_dest {
+	TS_LOG_TO_STDERR = 0, /* default */
+	TS_LOG_TO_SYSLOG = 1, /* log = syslog */
+};
+
 struct ts_policy {
 	char *path;
 	enum ts_log_level log_level;
 	unsigned handshake_timeout_ms;
 	struct ts_rule *rules;
 	size_t nrules;
+	enum ts_log_dest log_dest; /* log = stderr | syslog */
+	char *log_file; /* log-file, resolved; replaces stderr; or NULL */
 };
 
 /* A destination as seen at connect(): address and port, and the host name

@@ -1,7 +1,11 @@
-/* tlsshim: run a program with the preload and a checked policy.
+/* tlsshim: run a program with the preload and a checked policy; check,
+ * explain and probe policies; print shell code for `eval`.
  *
- *   tlsshim [-p POLICY] [-v] [--] COMMAND [ARG...]
+ *   tlsshim [-p POLICY] [-l LEVEL] [--allow-unprotected] [--] CMD [ARG...]
  *   tlsshim --check POLICY...
+ *   tlsshim --explain POLICY HOST:PORT
+ *   tlsshim --probe POLICY HOST:PORT
+ *   tlsshim [-p POLICY] [-l LEVEL] on | off
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -12,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "launcher.h"
 #include "policy.h"
 
 #ifndef TS_LIBDIR
@@ -23,23 +28,37 @@
 #ifndef TS_VERSION
 #define TS_VERSION "unknown"
 #endif
+#ifndef TS_POLICY_DIR
+#define TS_POLICY_DIR "/etc/tlsshim/policies"
+#endif
 
 #define LIBNAME "libtlsshim.so"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: tlsshim [-p POLICY] [-v] [--] COMMAND [ARG...]\n"
-	        "       tlsshim --check POLICY...\n"
-	        "\n"
-	        "Run COMMAND with its TCP connections that POLICY selects\n"
-	        "upgraded to verified TLS.\n"
-	        "\n"
-	        "  -p, --policy POLICY  policy file (else $TLSSHIM_POLICY)\n"
-	        "  -v, --verbose        log each upgraded connection (info)\n"
-	        "      --check          validate policies; exit 1 on errors\n"
-	        "  -h, --help           this text\n"
-	        "      --version        print the version\n");
+	"usage: tlsshim [-p POLICY] [-l LEVEL] [--] COMMAND [ARG...]\n"
+	"       tlsshim --check POLICY...\n"
+	"       tlsshim --explain POLICY HOST:PORT\n"
+	"       tlsshim --probe POLICY HOST:PORT\n"
+	"       eval \"$(tlsshim [-p POLICY] on)\"    eval \"$(tlsshim off)\"\n"
+	"\n"
+	"Run COMMAND with the TCP connections POLICY selects upgraded to\n"
+	"verified TLS. Without -p: $TLSSHIM_POLICY, else COMMAND.conf or\n"
+	"default.conf in " TS_POLICY_DIR ".\n"
+	"\n"
+	"  -p, --policy POLICY    policy file\n"
+	"  -l, --log LEVEL        error, warn, info (one line per connection),\n"
+	"                         debug\n"
+	"  -v, --verbose          same as -l info\n"
+	"      --allow-unprotected  run a setuid/setgid/setcap COMMAND anyway\n"
+	"                         (the loader drops LD_PRELOAD: NO TLS)\n"
+	"      --check            validate policies: path:line:col: message\n"
+	"      --explain          which rule, name, trust anchors; no connection\n"
+	"      --probe            handshake, show the peer chain, pins, verdict\n"
+	"  -h, --help             this text      --version  the version\n"
+	"\n"
+	"See tlsshim(1) and tlsshim.conf(5).\n");
 }
 
 static void print_diag(void *ctx, const char *msg)
@@ -48,6 +67,7 @@ static void print_diag(void *ctx, const char *msg)
 	fprintf(stderr, "%s\n", msg);
 }
 
+/* Silent for a valid file, like a compiler. */
 static int check(int n, char **paths)
 {
 	int bad = 0;
@@ -105,8 +125,13 @@ static int find_library(char *out, size_t len)
 		rel_libdir(rel, sizeof rel);
 		if (snprintf(out, len, "%s/%s/%s", exe, rel, LIBNAME) <
 		            (int)len &&
-		    access(out, R_OK) == 0)
+		    access(out, R_OK) == 0) {
+			/* bin/../lib/x.so reads better as lib/x.so. */
+			char canon[PATH_MAX];
+			if (realpath(out, canon) && strlen(canon) < len)
+				strcpy(out, canon);
 			return 0;
+		}
 	}
 	if (snprintf(out, len, "%s/%s", TS_LIBDIR, LIBNAME) >= (int)len)
 		return -1;
@@ -153,53 +178,231 @@ out:
 	return out;
 }
 
+/* Single quotes for the shell: ' becomes '\''. */
+static void shell_quote(const char *s)
+{
+	putchar('\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*s);
+	}
+	putchar('\'');
+}
+
+/* LD_PRELOAD without our library (any path ending in LIBNAME). */
+static char *preload_without_us(void)
+{
+	const char *old = getenv("LD_PRELOAD");
+	char *copy = old ? strdup(old) : NULL, *save = NULL;
+	char *out = calloc(1, old ? strlen(old) + 1 : 1);
+
+	if (!out || (old && !copy)) {
+		free(copy);
+		free(out);
+		return NULL;
+	}
+	for (char *t = copy ? strtok_r(copy, " :", &save) : NULL; t;
+	     t = strtok_r(NULL, " :", &save)) {
+		const char *base = strrchr(t, '/');
+		if (!strcmp(base ? base + 1 : t, LIBNAME))
+			continue;
+		if (out[0])
+			strcat(out, " ");
+		strcat(out, t);
+	}
+	free(copy);
+	return out;
+}
+
+/* `eval "$(tlsshim on)"`: like `. torsocks on`, for this shell and what it
+ * starts. */
+static int shell_on_off(bool on, const char *policy, const char *level)
+{
+	char lib[PATH_MAX], abs[PATH_MAX];
+
+	if (!on) {
+		char *rest = preload_without_us();
+		if (!rest)
+			return 2;
+		if (rest[0]) {
+			fputs("LD_PRELOAD=", stdout);
+			shell_quote(rest);
+			fputs("; export LD_PRELOAD;\n", stdout);
+		} else {
+			fputs("unset LD_PRELOAD;\n", stdout);
+		}
+		fputs("unset TLSSHIM_POLICY TLSSHIM_LOG;\n", stdout);
+		free(rest);
+		return 0;
+	}
+	if (find_library(lib, sizeof lib) < 0) {
+		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+		return 2;
+	}
+	if (policy) {
+		if (check(1, (char **)&policy))
+			return 2;
+		if (!realpath(policy, abs)) {
+			fprintf(stderr, "tlsshim: %s: %s\n", policy,
+			        strerror(errno));
+			return 2;
+		}
+	}
+	char *preload = build_preload(lib);
+	if (!preload)
+		return 2;
+	fputs("LD_PRELOAD=", stdout);
+	shell_quote(preload);
+	fputs("; export LD_PRELOAD;\n", stdout);
+	if (policy) {
+		fputs("TLSSHIM_POLICY=", stdout);
+		shell_quote(abs);
+		fputs("; export TLSSHIM_POLICY;\n", stdout);
+	}
+	if (level) {
+		fputs("TLSSHIM_LOG=", stdout);
+		shell_quote(level);
+		fputs("; export TLSSHIM_LOG;\n", stdout);
+	}
+	free(preload);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	enum { OPT_CHECK = 256, OPT_EXPLAIN, OPT_PROBE, OPT_VERSION,
+	       OPT_UNPROT };
 	static const struct option opts[] = {
 		{"policy", required_argument, NULL, 'p'},
+		{"log", required_argument, NULL, 'l'},
 		{"verbose", no_argument, NULL, 'v'},
-		{"check", no_argument, NULL, 'c'},
+		{"check", no_argument, NULL, OPT_CHECK},
+		{"explain", no_argument, NULL, OPT_EXPLAIN},
+		{"probe", no_argument, NULL, OPT_PROBE},
+		{"allow-unprotected", no_argument, NULL, OPT_UNPROT},
 		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
+		{"version", no_argument, NULL, OPT_VERSION},
 		{0},
 	};
-	const char *policy = NULL;
-	bool verbose = false, do_check = false;
-	int o;
+	const char *policy = NULL, *level = NULL;
+	bool allow_unprot = false;
+	int o, mode = 0;
 
-	while ((o = getopt_long(argc, argv, "+p:vh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "+p:l:vh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'p': policy = optarg; break;
-		case 'v': verbose = true; break;
-		case 'c': do_check = true; break;
+		case 'l':
+			if (ts_log_level_parse(optarg) < 0) {
+				fprintf(stderr, "tlsshim: bad log level '%s': "
+				        "expected error, warn, info or debug\n",
+				        optarg);
+				return 2;
+			}
+			level = optarg;
+			break;
+		case 'v': level = "info"; break;
+		case OPT_CHECK: case OPT_EXPLAIN: case OPT_PROBE:
+			mode = o;
+			break;
+		case OPT_UNPROT: allow_unprot = true; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("tlsshim %s\n", TS_VERSION); return 0;
+		case OPT_VERSION:
+			printf("tlsshim %s\n", TS_VERSION);
+			return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (do_check) {
-		if (optind >= argc) {
+	int nargs = argc - optind;
+	char **args = argv + optind;
+	char lib[PATH_MAX];
+
+	switch (mode) {
+	case OPT_CHECK:
+		if (nargs < 1) {
 			fprintf(stderr, "tlsshim: --check needs a policy\n");
 			return 2;
 		}
-		return check(argc - optind, argv + optind);
+		return check(nargs, args);
+	case OPT_EXPLAIN:
+		if (nargs != 2) {
+			fprintf(stderr, "usage: tlsshim --explain POLICY "
+			        "HOST:PORT\n");
+			return 2;
+		}
+		return ts_launcher_explain(args[0], args[1]);
+	case OPT_PROBE:
+		if (nargs != 2) {
+			fprintf(stderr, "usage: tlsshim --probe POLICY "
+			        "HOST:PORT\n");
+			return 2;
+		}
+		if (find_library(lib, sizeof lib) < 0) {
+			fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+			return 2;
+		}
+		return ts_launcher_probe(args[0], args[1], lib);
 	}
-	if (optind >= argc) {
+	if (nargs < 1) {
 		usage(stderr);
 		return 2;
 	}
+	if (nargs == 1 && (!strcmp(args[0], "on") || !strcmp(args[0], "off")))
+		return shell_on_off(args[0][1] == 'n', policy, level);
+
 	if (!policy)
 		policy = getenv("TLSSHIM_POLICY");
-	if (!policy || !policy[0]) {
-		fprintf(stderr, "tlsshim: no policy: use -p POLICY\n");
-		return 2;
+	char abs[PATH_MAX];
+	if (policy && policy[0]) {
+		if (check(1, (char **)&policy))
+			return 2;
+		if (!realpath(policy, abs)) {
+			fprintf(stderr, "tlsshim: %s: %s\n", policy,
+			        strerror(errno));
+			return 2;
+		}
 	}
-	if (check(1, (char **)&policy))
-		return 2;
-	char abs[PATH_MAX], lib[PATH_MAX];
-	if (!realpath(policy, abs)) {
-		fprintf(stderr, "tlsshim: %s: %s\n", policy, strerror(errno));
-		return 2;
+	/* Otherwise the preload picks <dir>/<program>.conf or default.conf;
+	 * with neither, it would be inert: say so rather than run. */
+	if (!policy || !policy[0]) {
+		const char *dir = getenv("TLSSHIM_POLICY_DIR");
+		const char *base = strrchr(args[0], '/');
+		char a[PATH_MAX], b[PATH_MAX];
+		if (!dir || !dir[0])
+			dir = TS_POLICY_DIR;
+		snprintf(a, sizeof a, "%s/%s.conf", dir, base ? base + 1 : args[0]);
+		snprintf(b, sizeof b, "%s/default.conf", dir);
+		if (access(a, R_OK) && access(b, R_OK)) {
+			fprintf(stderr, "tlsshim: no policy: use -p POLICY "
+			        "(or put one in %s)\n", a);
+			return 2;
+		}
+	}
+
+	bool unprot = false;
+	char why[PATH_MAX + 256];
+	int t = ts_launcher_check_target(args[0], &unprot, why, sizeof why);
+	if (t == -2) {
+		fprintf(stderr, "tlsshim: %s\n", why);
+		return 127;
+	}
+	if (t < 0) {
+		fprintf(stderr, "tlsshim: refusing to run: %s\n", why);
+		return 126;
+	}
+	if (unprot) {
+		if (!allow_unprot) {
+			fprintf(stderr,
+			        "tlsshim: refusing to run: %s is setuid, setgid "
+			        "or has file capabilities: the loader ignores "
+			        "LD_PRELOAD for it, so its connections would "
+			        "stay plaintext (--allow-unprotected runs it "
+			        "anyway, without TLS)\n", args[0]);
+			return 126;
+		}
+		fprintf(stderr, "tlsshim: warning: %s runs unprotected "
+		        "(setuid/setgid/setcap): NO TLS\n", args[0]);
 	}
 	if (find_library(lib, sizeof lib) < 0) {
 		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
@@ -207,13 +410,13 @@ int main(int argc, char **argv)
 	}
 	char *preload = build_preload(lib);
 	if (!preload || setenv("LD_PRELOAD", preload, 1) < 0 ||
-	    setenv("TLSSHIM_POLICY", abs, 1) < 0 ||
-	    (verbose && setenv("TLSSHIM_LOG", "info", 1) < 0)) {
+	    (policy && policy[0] && setenv("TLSSHIM_POLICY", abs, 1) < 0) ||
+	    (level && setenv("TLSSHIM_LOG", level, 1) < 0)) {
 		fprintf(stderr, "tlsshim: out of memory\n");
 		return 2;
 	}
 	free(preload);
-	execvp(argv[optind], argv + optind);
-	fprintf(stderr, "tlsshim: %s: %s\n", argv[optind], strerror(errno));
+	execvp(args[0], args);
+	fprintf(stderr, "tlsshim: %s: %s\n", args[0], strerror(errno));
 	return errno == ENOENT ? 127 : 126;
 }

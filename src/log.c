@@ -1,12 +1,39 @@
-/* Logging (see log.h). */
+/* Logging (see log.h).
+ *
+ * Where lines go comes from the policy: stderr (default), log-file = PATH
+ * (instead of stderr), log = syslog (the local syslog socket). Every line
+ * is formatted into a stack buffer and written with the real write/send:
+ * no stdio, no allocation, no hook re-entered.
+ *
+ * fd 2 is used only while it is safe: a program may have closed it, or
+ * reused the number for a network socket (a daemon that closed 0-2) —
+ * lines are then dropped rather than sent to a peer. A pipe whose reader
+ * left must not kill the program with SIGPIPE. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
-#include <stdio.h>
+#include <stdio.h> /* vsnprintf only: it formats into memory */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "conn.h"
 #include "log.h"
 #include "real.h"
+
+#define LOG_LINE 1024
+/* Rate limit for warnings: per call site (format string), at most BURST
+ * lines per WINDOW; the rest are counted and summed up in one line. */
+#define RL_SLOTS 16
+#define RL_BURST 5
+#define RL_WINDOW_MS 60000
 
 int ts_log_level_cur = TS_LOG_WARN;
 
@@ -15,23 +42,212 @@ void ts_log_set_level(int level)
 	ts_log_level_cur = level;
 }
 
-void ts_log_write(int level, const char *fmt, ...)
+static long long mono_ms(void)
 {
-	char line[1024];
-	int saved = errno;
-	int n = snprintf(line, sizeof line, "tlsshim: %s: ",
-	                 ts_log_level_name(level));
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct rl_slot {
+	const char *fmt;
+	long long start;
+	unsigned count;
+	unsigned suppressed;
+};
+static struct rl_slot rl[RL_SLOTS];
+static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* True when this line may be written; *dropped gets how many lines of the
+ * same call site were suppressed in the window that just ended. */
+static bool rate_ok(const char *fmt, unsigned *dropped)
+{
+	long long now = mono_ms();
+	struct rl_slot *s = NULL, *oldest = &rl[0];
+	bool ok;
+
+	*dropped = 0;
+	pthread_mutex_lock(&rl_lock);
+	for (size_t i = 0; i < RL_SLOTS; i++) {
+		if (rl[i].fmt == fmt) {
+			s = &rl[i];
+			break;
+		}
+		if (rl[i].start < oldest->start)
+			oldest = &rl[i];
+	}
+	if (!s) {
+		s = oldest;
+		*s = (struct rl_slot){.fmt = fmt, .start = now};
+	}
+	if (now - s->start >= RL_WINDOW_MS) {
+		*dropped = s->suppressed;
+		s->start = now;
+		s->count = 0;
+		s->suppressed = 0;
+	}
+	ok = s->count++ < RL_BURST;
+	if (!ok)
+		s->suppressed++;
+	pthread_mutex_unlock(&rl_lock);
+	return ok;
+}
+
+/* write(2) all of buf to fd, without SIGPIPE; best effort. */
+static void write_all(int fd, const char *buf, size_t len, bool pipe)
+{
+	sigset_t pipe_set, old, pending;
+	bool was_pending = false;
+
+	if (pipe) {
+		sigemptyset(&pipe_set);
+		sigaddset(&pipe_set, SIGPIPE);
+		sigpending(&pending);
+		was_pending = sigismember(&pending, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	}
+	while (len) {
+		ssize_t n = REAL(write)(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		buf += n;
+		len -= (size_t)n;
+	}
+	if (pipe) {
+		/* Consume the SIGPIPE we caused, not one already pending. */
+		if (!was_pending) {
+			struct timespec zero = {0, 0};
+			sigpending(&pending);
+			if (sigismember(&pending, SIGPIPE))
+				sigtimedwait(&pipe_set, NULL, &zero);
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+}
+
+static void to_stderr(const char *line, size_t len)
+{
+	struct stat st;
+
+	if (fstat(2, &st) < 0)
+		return; /* closed: the line is lost, the program is not */
+	if (S_ISSOCK(st.st_mode)) {
+		/* A unix socket (journald's stream) is fine; a TCP socket at
+		 * fd 2 is a peer, maybe one of our TLS sessions. */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		if (getsockname(2, (struct sockaddr *)&ss, &sl) < 0 ||
+		    ss.ss_family != AF_UNIX)
+			return;
+		(void)REAL(send)(2, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		return;
+	}
+	write_all(2, line, len, S_ISFIFO(st.st_mode));
+}
+
+static void to_file(const char *path, const char *line, size_t len)
+{
+	/* Opened per line: the program may close or reuse any fd number. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	                            O_NOCTTY | O_NONBLOCK, 0600);
+	if (fd < 0)
+		return;
+	write_all(fd, line, len, false);
+	REAL(close)(fd);
+}
+
+static const int syslog_pri[] = {
+	[TS_LOG_ERROR] = 3, [TS_LOG_WARN] = 4, [TS_LOG_INFO] = 6,
+	[TS_LOG_DEBUG] = 7,
+};
+
+/* RFC 3164 without a timestamp (the daemon adds it), facility user. */
+static void to_syslog(int level, const char *msg, size_t len)
+{
+	const char *path = secure_getenv("TLSSHIM_SYSLOG_SOCKET");
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char line[LOG_LINE + 128];
+	int fd, n;
+
+	if (!path || !path[0])
+		path = "/dev/log";
+	if (strlen(path) >= sizeof sun.sun_path)
+		return;
+	strcpy(sun.sun_path, path);
+	n = snprintf(line, sizeof line, "<%d>tlsshim[%d]: %s: %.*s",
+	             8 + syslog_pri[level & 3], (int)getpid(),
+	             program_invocation_short_name, (int)len, msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof line)
+		n = sizeof line - 1;
+	fd = REAL(socket)(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (REAL(connect)(fd, (struct sockaddr *)&sun, sizeof sun) == 0)
+		(void)REAL(send)(fd, line, (size_t)n,
+		                 MSG_NOSIGNAL | MSG_DONTWAIT);
+	REAL(close)(fd);
+}
+
+static void emit(int level, char *line, size_t n)
+{
+	const struct ts_policy *p = ts_state.policy;
+	size_t prefix = sizeof "tlsshim: " - 1;
+
+	/* line ends with '\n'; syslog gets it without prefix and newline. */
+	if (p && p->log_dest == TS_LOG_TO_SYSLOG)
+		to_syslog(level, line + prefix, n - prefix - 1);
+	if (p && p->log_file)
+		to_file(p->log_file, line, n);
+	else if (!p || p->log_dest != TS_LOG_TO_SYSLOG)
+		to_stderr(line, n);
+}
+
+static size_t format(char *line, size_t cap, int level, const char *fmt,
+                     va_list ap)
+{
+	int n = snprintf(line, cap, "tlsshim: %s: ", ts_log_level_name(level));
+	if (n < 0)
+		n = 0;
+	/* vsnprintf formats into memory only: no stdio stream, no hook. */
+	int m = vsnprintf(line + n, cap - (size_t)n - 1, fmt, ap);
+	if (m < 0)
+		m = 0;
+	n += (size_t)m < cap - (size_t)n - 1 ? m : (int)(cap - (size_t)n - 2);
+	line[n++] = '\n';
+	return (size_t)n;
+}
+
+static void emit_fmt(int level, const char *fmt, ...)
+{
+	char line[LOG_LINE];
 	va_list ap;
 
 	va_start(ap, fmt);
-	/* vsnprintf formats into memory only: no stdio stream, no hook. */
-	int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+	size_t n = format(line, sizeof line, level, fmt, ap);
 	va_end(ap);
-	if (m < 0)
-		m = 0;
-	n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
-	line[n++] = '\n';
-	/* A program that closed fd 2 simply loses the line. */
-	(void)REAL(write)(2, line, (size_t)n);
+	emit(level, line, n);
+}
+
+void ts_log_write(int level, const char *fmt, ...)
+{
+	char line[LOG_LINE];
+	int saved = errno;
+	unsigned dropped = 0;
+	va_list ap;
+
+	if (level == TS_LOG_WARN && !rate_ok(fmt, &dropped)) {
+		errno = saved;
+		return;
+	}
+	if (dropped)
+		emit_fmt(TS_LOG_WARN, "%u similar warnings suppressed", dropped);
+	va_start(ap, fmt);
+	size_t n = format(line, sizeof line, level, fmt, ap);
+	va_end(ap);
+	emit(level, line, n);
 	errno = saved;
 }

@@ -670,6 +670,53 @@ static int parse_match(struct parser *ps, const struct key *k, void *obj,
 	return rv;
 }
 
+/* log = stderr | syslog */
+static int parse_log_dest(struct parser *ps, const struct key *k, void *obj,
+                          struct tok *v)
+{
+	enum ts_log_dest d;
+
+	if (!strcmp(v->s, "stderr"))
+		d = TS_LOG_TO_STDERR;
+	else if (!strcmp(v->s, "syslog"))
+		d = TS_LOG_TO_SYSLOG;
+	else {
+		perr(ps, v->col, "bad %s '%.64s': expected stderr or syslog",
+		     k->name, v->s);
+		return -1;
+	}
+	*FIELD(obj, k, enum ts_log_dest) = d;
+	return 0;
+}
+
+/* log-file = PATH, resolved against the policy's directory. The file is
+ * opened for each line (a program may close or reuse any fd), so it need
+ * not exist yet; its directory must. */
+static int parse_log_file(struct parser *ps, const struct key *k, void *obj,
+                          struct tok *v)
+{
+	char *full = resolve(ps, k, v);
+	struct stat st;
+
+	if (!full)
+		return -1;
+	char *slash = strrchr(full, '/');
+	if (slash) {
+		*slash = '\0';
+		int bad = stat(slash == full ? "/" : full, &st) < 0 ?
+		                  errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+		*slash = '/';
+		if (bad) {
+			perr(ps, v->col, "bad %s %s: its directory: %s",
+			     k->name, full, strerror(bad));
+			free(full);
+			return -1;
+		}
+	}
+	*FIELD(obj, k, char *) = full;
+	return 0;
+}
+
 /* To add a key: one row here and, unless an existing parse function fits,
  * one small parse function above. Repeatable keys append in their parse
  * function; the others are checked for duplicates before it runs. */
@@ -680,6 +727,12 @@ static const struct key keys[] = {
 	{.name = "handshake-timeout", .scope = SCOPE_GLOBAL,
 	 .parse = parse_seconds_ms,
 	 .offset = offsetof(struct ts_policy, handshake_timeout_ms)},
+	{.name = "log", .scope = SCOPE_GLOBAL,
+	 .parse = parse_log_dest,
+	 .offset = offsetof(struct ts_policy, log_dest)},
+	{.name = "log-file", .scope = SCOPE_GLOBAL,
+	 .parse = parse_log_file,
+	 .offset = offsetof(struct ts_policy, log_file)},
 	{.name = "match", .scope = SCOPE_RULE, .required = true,
 	 .parse = parse_match},
 	{.name = "sni", .scope = SCOPE_RULE,
@@ -991,6 +1044,7 @@ void ts_policy_free(struct ts_policy *p)
 	}
 	free(p->rules);
 	free(p->path);
+	free(p->log_file);
 	free(p);
 }
 

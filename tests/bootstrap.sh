@@ -13,7 +13,8 @@ what=${1:-test}
 packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   bats bats-assert bats-support python3 curl wget socat nodejs
   netcat-openbsd ncat binutils procps
-  redis-server redis-tools"
+  scdoc redis-server redis-tools mosquitto mosquitto-clients memcached
+  libmemcached-tools slapd ldap-utils"
 
 missing=
 for p in $packages; do
