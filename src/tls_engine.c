@@ -28,12 +28,16 @@
 /* TLS 1.0 and 1.1 are never offered: the versions are appended to any
  * priority string, so an expert `priority` cannot bring them back. */
 static const char base_priority[] = "NORMAL";
-static const char vers_12[] = ":-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
-static const char vers_13[] = ":-VERS-ALL:+VERS-TLS1.3";
+static const char vers_12[] =
+	":-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%PROFILE_MEDIUM";
+static const char vers_13[] = ":-VERS-ALL:+VERS-TLS1.3:%PROFILE_MEDIUM";
 
-/* Certificate verification: the MEDIUM profile (112-bit security: RSA and
- * DH below 2048 bits refused) and no SHA-1 signatures. GnuTLS's own
- * defaults accept both. */
+/* Certificate verification uses the MEDIUM profile (112-bit security: RSA
+ * and DH below 2048 bits refused), set in the priority string above: set
+ * as credential verify flags it also refused sound P-256 chains ("insecure
+ * algorithm"). SHA-1 signatures are refused by GnuTLS 3.7's defaults (no
+ * GNUTLS_VERIFY_ALLOW_SIGN_WITH_SHA1). CRLs are verified with the same
+ * profile. */
 #define VERIFY_FLAGS GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM)
 
 static struct ts_engine_io io;
@@ -93,8 +97,9 @@ static int load_priority(const struct ts_rule *r, gnutls_priority_t *out,
 		if (ret == GNUTLS_E_INVALID_REQUEST && errpos &&
 		    errpos >= buf && errpos < buf + ul)
 			snprintf(err, errlen, "priority '%.200s': syntax error "
-			         "at position %zu ('%.40s')", user,
-			         (size_t)(errpos - buf) + 1, errpos);
+			         "at position %zu ('%.*s')", user,
+			         (size_t)(errpos - buf) + 1,
+			         (int)(ul - (size_t)(errpos - buf)), errpos);
 		else
 			snprintf(err, errlen, "priority '%.200s': %s", user,
 			         gnutls_strerror(ret));
@@ -186,7 +191,6 @@ static struct cred *cred_new(const struct ts_rule *r, char *err,
 		snprintf(err, errlen, "%s", gnutls_strerror(ret));
 		goto err;
 	}
-	gnutls_certificate_set_verify_flags(c->xcred, VERIFY_FLAGS);
 	if (r->ca.data) {
 		gnutls_datum_t d = {r->ca.data, (unsigned)r->ca.len};
 		ret = gnutls_certificate_set_x509_trust_mem(
@@ -483,6 +487,23 @@ static int check_pins(struct ts_tls *t)
 	return -1;
 }
 
+/* In TLS 1.3 a server judges the client's certificate after the client's
+ * handshake is over: a server that demands one would only say so once the
+ * program's first bytes were sent. So a TLS 1.3 server that asks for a
+ * certificate when the rule has none is refused here, before any byte
+ * leaves. (In TLS 1.2 the server's verdict ends the handshake.) */
+static int check_client_cert(struct ts_tls *t)
+{
+	if (t->rule->client_cert ||
+	    gnutls_protocol_get_version(t->s) != GNUTLS_TLS1_3 ||
+	    !gnutls_certificate_client_get_request_status(t->s))
+		return 0;
+	snprintf(t->reason, sizeof t->reason,
+	         "the server asks for a client certificate and the rule has "
+	         "none (client-cert, client-key)");
+	return -1;
+}
+
 static int check_alpn(struct ts_tls *t)
 {
 	gnutls_datum_t sel;
@@ -502,6 +523,8 @@ static int after_handshake(struct ts_tls *t)
 	if (t->rule->npins && check_pins(t) < 0)
 		return -1;
 	if (t->rule->alpn_required && check_alpn(t) < 0)
+		return -1;
+	if (check_client_cert(t) < 0)
 		return -1;
 	return 0;
 }
@@ -524,9 +547,16 @@ static void set_reason(struct ts_tls *t, int ret)
 		}
 	}
 	if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+		gnutls_alert_description_t a = gnutls_alert_get(t->s);
 		snprintf(t->reason, sizeof t->reason,
-		         "the server sent a fatal alert: %s",
-		         gnutls_alert_get_name(gnutls_alert_get(t->s)));
+		         "the server sent a fatal alert: %s%s",
+		         gnutls_alert_get_name(a),
+		         a == GNUTLS_A_PROTOCOL_VERSION ?
+		                 " (it speaks no TLS version the rule "
+		                 "accepts: see min-version)" :
+		         a == GNUTLS_A_CERTIFICATE_REQUIRED ?
+		                 " (configure client-cert and client-key)" :
+		                 "");
 		return;
 	}
 	if (ret == GNUTLS_E_PUSH_ERROR || ret == GNUTLS_E_PULL_ERROR) {
