@@ -11,7 +11,7 @@ through a socketpair whose far end the ssl module serves.
   --tls-min 1.0|1.1|1.2|1.3
   --alpn P[,P]       protocols the server selects from (none: no ALPN)
   --client-ca FILE   require a client certificate signed by FILE
-  --ocsp FILE        not supported by python ssl: use openssl s_server
+  --sni FILE         append the SNI each client sent ("-" for none)
 
 Old versions, RSA-1024 and SHA-1 certificates need OpenSSL's security
 level 0: tlsshim must refuse them on its own, not because the test server
@@ -34,6 +34,7 @@ p.add_argument("--tls-max")
 p.add_argument("--tls-min")
 p.add_argument("--alpn")
 p.add_argument("--client-ca")
+p.add_argument("--sni")
 p.add_argument("--max-seconds", type=float, default=120)
 a = p.parse_args()
 
@@ -52,6 +53,10 @@ if a.client_ca:
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(a.client_ca)
 lock = threading.Lock()
+if a.sni:
+    def on_sni(sslobj, name, c):
+        append(a.sni, ((name or "-") + "\n").encode())
+    ctx.sni_callback = on_sni
 
 
 def append(path, data):
