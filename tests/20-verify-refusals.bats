@@ -152,5 +152,5 @@ setup() {
 	vserver S mustaple
 	vpolicy "$P" "$S_PORT"
 	vclient 127.0.0.1 "$S_PORT"
-	vrefused S 127.0.0.1 "OCSP"
+	vrefused S 127.0.0.1 "The certificate requires the server to include an OCSP status in its response, but the OCSP status is missing"
 }

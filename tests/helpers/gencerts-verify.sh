@@ -12,13 +12,16 @@
 #   mustaple.pem/.key       leaf under ca with the TLS feature status_request
 #   nameonly.pem/.key       leaf under ca for DNS:localhost only (no IP SAN)
 #   client.pem/.key         TLS client certificate under ca
-# Idempotent: an existing client.pem means the set is complete.
+#   mustaple-good.ocsp      OCSP response (DER, by ca): mustaple.pem good
+#   mustaple-revoked.ocsp   the same, revoked
+#   good-revoked.ocsp       OCSP response: good.pem revoked
+# Idempotent: an existing good-revoked.ocsp means the set is complete.
 set -eu
 dir=$1
 here=$(cd "$(dirname "$0")" && pwd)
 sh "$here/gencerts.sh" "$dir"
 cd "$dir"
-[ -s client.pem ] && exit 0
+[ -s good-revoked.ocsp ] && exit 0
 
 key() { certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 \
 	--outfile "$1" >/dev/null 2>&1; }
@@ -77,9 +80,30 @@ sign sha1 ca --hash SHA1
 leaf mustaple ca tls_www_server "$days" "$localhost" 'tls_feature = 5'
 leaf nameonly ca tls_www_server "$days" 'dns_name = "localhost"'
 leaf client ca tls_www_client "$days"
+
+ocsp() { # cert V|R out
+	serial=$(openssl x509 -in "$1.pem" -noout -serial | cut -d= -f2)
+	if [ "$2" = V ]; then
+		printf 'V\t391231235959Z\t\t%s\tunknown\t/CN=%s\n' \
+			"$serial" "$1" > index.txt
+	else
+		printf 'R\t391231235959Z\t240101000000Z\t%s\tunknown\t/CN=%s\n' \
+			"$serial" "$1" > index.txt
+	fi
+	openssl ocsp -index index.txt -rsigner ca.pem -rkey ca.key -CA ca.pem \
+		-issuer ca.pem -cert "$1.pem" -respout "$3" -ndays 30 \
+		>/dev/null 2>&1
+	rm -f index.txt
+}
+ocsp mustaple V mustaple-good.ocsp
+ocsp mustaple R mustaple-revoked.ocsp
+ocsp good R good-revoked.ocsp
 rm -f ./*.tmpl
 for f in inter chained chained-full revoked rsa1024 sha1 mustaple nameonly \
 	client; do
 	[ -s "$f.pem" ] || { echo "gencerts-verify: $f.pem not made" >&2; exit 1; }
+done
+for f in mustaple-good mustaple-revoked good-revoked; do
+	[ -s "$f.ocsp" ] || { echo "gencerts-verify: $f.ocsp not made" >&2; exit 1; }
 done
 [ -s ca.crl ] && [ -s other.crl ] || { echo "gencerts-verify: no CRL" >&2; exit 1; }

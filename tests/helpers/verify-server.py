@@ -12,6 +12,8 @@ through a socketpair whose far end the ssl module serves.
   --alpn P[,P]       protocols the server selects from (none: no ALPN)
   --client-ca FILE   require a client certificate signed by FILE
   --sni FILE         append the SNI each client sent ("-" for none)
+  --forward PORT     no TLS here: record the raw bytes and relay them to
+                     a TLS server on 127.0.0.1:PORT (openssl s_server)
 
 Old versions, RSA-1024 and SHA-1 certificates need OpenSSL's security
 level 0: tlsshim must refuse them on its own, not because the test server
@@ -25,8 +27,9 @@ import threading
 import time
 
 p = argparse.ArgumentParser()
-p.add_argument("--cert", required=True)
-p.add_argument("--key", required=True)
+p.add_argument("--cert")
+p.add_argument("--key")
+p.add_argument("--forward", type=int)
 p.add_argument("--raw", required=True)
 p.add_argument("--plain", required=True)
 p.add_argument("--port-file", required=True)
@@ -46,7 +49,8 @@ if a.tls_min:
     ctx.minimum_version = V[a.tls_min]
 if a.tls_max:
     ctx.maximum_version = V[a.tls_max]
-ctx.load_cert_chain(a.cert, a.key)
+if not a.forward:
+    ctx.load_cert_chain(a.cert, a.key)
 if a.alpn:
     ctx.set_alpn_protocols(a.alpn.split(","))
 if a.client_ca:
@@ -81,7 +85,20 @@ def pump(src, dst, record):
         pass
 
 
+def relay(c):
+    b = socket.create_connection(("127.0.0.1", a.forward), timeout=20)
+    b.settimeout(None)
+    t1 = threading.Thread(target=pump, args=(c, b, True), daemon=True)
+    t1.start()
+    pump(b, c, False)
+    t1.join(5)
+    b.close()
+    c.close()
+
+
 def handle(c):
+    if a.forward:
+        return relay(c)
     near, far = socket.socketpair()
     t1 = threading.Thread(target=pump, args=(c, near, True), daemon=True)
     t2 = threading.Thread(target=pump, args=(near, c, False), daemon=True)
