@@ -29,7 +29,7 @@ setup() {
 	assert_output "$P:1: rule 'v': crl-file $CERTS/other.crl: a CRL is not signed by a trusted CA (its own verification failed)"
 	vserver S good
 	vpolicy "$P" "$S_PORT" "crl-file = $CERTS/other.crl"
-	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" python3 \
+	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY \
 		"$HELPERS/plainclient.py" send 127.0.0.1 "$S_PORT" "$MARKER"
 	vrefused S 127.0.0.1 "crl-file .*: a CRL is not signed by a trusted CA"
 }
@@ -48,7 +48,7 @@ setup() {
 	assert_output "$P:1: rule 'v': priority 'NORMAL:+VERS-TLS1.2:+NO-SUCH-THING': syntax error at position 21 ('+NO-SUCH-THING')"
 	vserver S good
 	vpolicy "$P" "$S_PORT" "priority = NORMAL:+NO-SUCH-THING"
-	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" python3 \
+	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY \
 		"$HELPERS/plainclient.py" send 127.0.0.1 "$S_PORT" "$MARKER"
 	vrefused S 127.0.0.1 "priority 'NORMAL:\+NO-SUCH-THING': syntax error at position 8"
 }

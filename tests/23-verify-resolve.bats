@@ -21,12 +21,12 @@ setup() {
 
 @test "resolver hooks return exactly what libc returns" {
 	printf '[r]\nmatch = 127.0.0.1:9\n' >"$P"
-	run timeout 30 python3 "$HELPERS/resolve-probe.py" probe
+	run timeout 30 $PY "$HELPERS/resolve-probe.py" probe
 	assert_success
 	local plain=$output
 	[ "$(printf '%s\n' "$plain" | grep -c rc=0)" -ge 3 ] ||
 		fail "the probe resolved nothing: $plain"
-	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" python3 \
+	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY \
 		"$HELPERS/resolve-probe.py" probe
 	assert_success
 	assert_equal "$output" "$plain"
@@ -36,7 +36,7 @@ learns() {
 	vserver S nameonly --sni "$BATS_TEST_TMPDIR/sni"
 	vpolicy "$P" "$S_PORT"
 	run timeout 30 env TLSSHIM_LOG=debug TLSSHIM_POLICY="$P" \
-		LD_PRELOAD="$LIB" python3 "$HELPERS/resolve-probe.py" learn \
+		LD_PRELOAD="$LIB" $PY "$HELPERS/resolve-probe.py" learn \
 		"$1" "$S_PORT" "$MARKER"
 	assert_success
 	assert_output --partial "verifying localhost (name the program resolved)"
@@ -67,7 +67,7 @@ learns() {
 @test "nothing resolved: the IP literal is verified (and fails here)" {
 	vserver S nameonly
 	vpolicy "$P" "$S_PORT"
-	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" python3 \
+	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY \
 		"$HELPERS/resolve-probe.py" learn none "$S_PORT" "$MARKER"
 	vrefused S 127.0.0.1 "does not match the expected"
 }

@@ -25,7 +25,7 @@ setup() {
 # response, behind a raw recorder; exports NAME_PORT (the recorder's).
 staple_server() {
 	local name=$1 cert=$2 ocsp=$3 port i
-	port=$(python3 -c 'import socket; s = socket.socket()
+	port=$($PY -c 'import socket; s = socket.socket()
 s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	local args=()
 	[ "$ocsp" = none ] || args=(-status_file "$CERTS/$ocsp")
@@ -43,7 +43,7 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 REQ=$(printf 'GET /%s HTTP/1.0\r\n\r\n' "$MARKER")
 
 sclient() {
-	shim -p "$P" -- python3 "$HELPERS/plainclient.py" send 127.0.0.1 \
+	shim -p "$P" -- $PY "$HELPERS/plainclient.py" send 127.0.0.1 \
 		"$1" "$REQ"
 }
 

@@ -3,6 +3,11 @@
 # records every raw byte it receives, and checks that a refusal carried no
 # plaintext.
 
+# Debian's python3 (what tests/bootstrap.sh installs); a python3 first in
+# PATH may be a slow wrapper (pyenv's shims cost a second per start).
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
 vcerts() {
 	CERTS=$BATS_FILE_TMPDIR/certs
 	sh "$HELPERS/gencerts-verify.sh" "$CERTS" ||
@@ -17,7 +22,7 @@ vserver() {
 	shift 2
 	local pf=$BATS_TEST_TMPDIR/$name.port
 	rm -f "$pf"
-	python3 "$HELPERS/verify-server.py" --cert "$CERTS/$cert.pem" \
+	$PY "$HELPERS/verify-server.py" --cert "$CERTS/$cert.pem" \
 		--key "$CERTS/${cert%-full}.key" \
 		--raw "$BATS_TEST_TMPDIR/$name.raw" \
 		--plain "$BATS_TEST_TMPDIR/$name.plain" \
@@ -59,7 +64,7 @@ vpolicy() {
 # vclient HOST PORT: the plaintext client under tlsshim with the policy in
 # $BATS_TEST_TMPDIR/p.conf; it sends $MARKER and prints the echo.
 vclient() {
-	shim -p "$BATS_TEST_TMPDIR/p.conf" -- python3 \
+	shim -p "$BATS_TEST_TMPDIR/p.conf" -- $PY \
 		"$HELPERS/plainclient.py" send "$1" "$2" "$MARKER"
 }
 
