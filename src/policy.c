@@ -771,10 +771,25 @@ static int parse_min_version(struct parser *ps, const struct key *k,
 	return 0;
 }
 
-/* Any string; GnuTLS validates it (engine load, tlsshim --check). */
-static int parse_string(struct parser *ps, const struct key *k, void *obj,
-                        struct tok *v)
+/* GnuTLS validates the syntax (engine load, tlsshim --check). Keywords
+ * that would weaken certificate verification (%VERIFY_ALLOW_BROKEN,
+ * %VERIFY_DISABLE_CRL_CHECKS, %PROFILE_LOW, ...) are refused here: no
+ * setting disables verification. */
+static int parse_priority(struct parser *ps, const struct key *k, void *obj,
+                          struct tok *v)
 {
+	static const char *const banned[] = {"%VERIFY_", "%PROFILE_"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(banned); i++) {
+		const char *at = strstr(v->s, banned[i]);
+		if (at) {
+			perr(ps, v->col + (unsigned)(at - v->s),
+			     "%s: '%.40s' is not allowed: certificate "
+			     "verification is not configurable", k->name,
+			     at);
+			return -1;
+		}
+	}
 	char *s = xstrdup(ps, v->s);
 	if (!s)
 		return -1;
@@ -922,7 +937,7 @@ static const struct key keys[] = {
 	{.name = "min-version", .scope = SCOPE_RULE,
 	 .parse = parse_min_version},
 	{.name = "priority", .scope = SCOPE_RULE,
-	 .parse = parse_string,
+	 .parse = parse_priority,
 	 .offset = offsetof(struct ts_rule, priority)},
 	{.name = "alpn", .scope = SCOPE_RULE,
 	 .parse = parse_alpn},

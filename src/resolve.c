@@ -19,6 +19,24 @@ static struct slot slots[TS_RESOLVE_SLOTS];
 static uint64_t next_seq = 1;
 static size_t next_slot; /* the ring's oldest entry */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A fork while another thread holds the lock must not leave the child's
+ * copy locked forever: the lock is taken around fork. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+static void fork_release(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_release, fork_release);
+}
 
 static size_t addr_len(int family)
 {
@@ -62,6 +80,7 @@ void ts_resolve_record(const char *name, int family, const void *addr,
 
 	if (!al || !addr || !ts_resolve_normalise(name, norm, sizeof norm))
 		return;
+	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&lock);
 	/* Same thread, same address: refresh that entry in place, so one
 	 * busy thread does not push everyone else's answers out. */
