@@ -7,6 +7,10 @@
  * State machine of one connection:
  *   (socket) --connect matched--> HANDSHAKING --verified--> READY
  *   HANDSHAKING --any failure--> (fd disconnected, entry removed, ECONNREFUSED)
+ * A non-blocking connect returns EINPROGRESS and leaves the entry installed
+ * in HANDSHAKING (src/conn_async.c): no program byte passes (EAGAIN) while
+ * the handshake advances inside the program's own calls; a failure there
+ * keeps the entry as BROKEN with failed set and SO_ERROR = ECONNREFUSED.
  *   READY --peer close_notify/EOF--> READY with eof set (reads return 0)
  *   READY --fatal TLS error--> BROKEN (every call fails with the saved errno)
  *   any --last close--> close_notify sent without blocking, entry freed */
@@ -41,6 +45,8 @@ struct ts_conn {
 	atomic_int nfds; /* fd numbers (dups) naming this session here */
 	bool nonblock;   /* O_NONBLOCK as the program set it */
 	bool eof;        /* peer closed: reads return 0 */
+	bool wr_shut;    /* shutdown(SHUT_WR): close_notify sent, EPIPE */
+	atomic_bool rd_shut; /* shutdown(SHUT_RD): reads return 0 */
 	int broken_errno;
 	const struct ts_rule *rule;
 	struct ts_tls *tls;
@@ -51,11 +57,22 @@ struct ts_conn {
 	unsigned long fork_seen;  /* forks counted when ownership was known */
 	unsigned long used_gen;   /* forks counted at the last use */
 	bool lost;                /* another process owns the session */
+	unsigned recv_gen;        /* reads the program made */
+	unsigned et_gen;          /* recv_gen at the last synthesized edge */
 	unsigned char *stage;  /* gathers small writev pieces into a record */
 	unsigned char *peek;   /* decrypted, not yet consumed (MSG_PEEK) */
 	size_t peek_len, peek_cap;
 	char dest[64];  /* "ip:port" for messages */
 	char name[256]; /* the name verified */
+	/* Asynchronous connect (src/conn_async.c, include/conn_async.h). */
+	bool async;            /* connected by a non-blocking connect */
+	unsigned char phase;   /* TS_ASYNC_* while HANDSHAKING */
+	bool failed;           /* the asynchronous handshake failed */
+	short hs_want;         /* POLLIN/POLLOUT the handshake waits for */
+	int so_error;          /* SO_ERROR still to report, 0 if none */
+	long long hs_deadline; /* CLOCK_MONOTONIC ms */
+	struct ts_conn *hot_next, *hot_prev; /* handshaking/failed list */
+	bool hot;
 };
 
 /* The process's policy state, set once by the constructor. */
@@ -98,6 +115,11 @@ size_t ts_conn_pending(struct ts_conn *c, int fd);
 /* Readiness the kernel cannot see: POLLIN when decrypted bytes or EOF are
  * waiting in the session. */
 short ts_conn_ready(struct ts_conn *c, short events);
+
+/* What poll should report for c, given what the kernel said (krev):
+ * adds the readiness above, POLLERR for a broken session, and withholds
+ * POLLOUT while a record is still queued. */
+short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev);
 
 /* Forget fd (close, or a new fd took the number): sends close_notify when
  * this was the last reference. */

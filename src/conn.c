@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "conn.h"
+#include "conn_async.h"
 #include "engine.h"
 #include "engine_load.h"
 #include "log.h"
@@ -32,6 +33,7 @@ static void conn_destroy(struct ts_fdent *e)
 {
 	struct ts_conn *c = (struct ts_conn *)e;
 
+	ts_conn_async_unlist(c);
 	if (c->tls)
 		eng->destroy(c->tls);
 	free(c->stage);
@@ -240,6 +242,13 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		return 1;
 	/* Already upgraded: the kernel would say EISCONN. */
 	struct ts_conn *old = ts_conn_get(fd);
+	if (old && old->async) {
+		int k = ts_conn_async_reconnect(old, fd, sa, len, result);
+		ts_conn_put(old);
+		if (k == 0)
+			return 0;
+		old = NULL; /* failed and reported: a fresh attempt */
+	}
 	if (old) {
 		ts_conn_put(old);
 		errno = EISCONN;
@@ -286,6 +295,14 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	snprintf(c->name, sizeof c->name, "%s", name);
 	int fl = REAL(fcntl)(fd, F_GETFL);
 	c->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+	if (c->nonblock) {
+		/* The event loop must not wait for the network here. */
+		if (ts_conn_async_start(c, &target.sa, len, result, why,
+		                        sizeof why) < 0)
+			goto fail;
+		ts_conn_put(c); /* the table holds it now */
+		return 0;
+	}
 
 	if (tcp_connect(fd, &target.sa, len, deadline, why, sizeof why) < 0)
 		goto fail;
@@ -308,6 +325,14 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (ts_fd_install(fd, &c->ent) < 0) {
 		snprintf(why, sizeof why, "out of memory");
 		goto fail;
+	}
+	if (ts_log_level_cur >= TS_LOG_DEBUG) {
+		int fdfl = REAL(fcntl)(fd, F_GETFD);
+		if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
+			ts_debug("%s: fd %d lacks FD_CLOEXEC: a program it "
+			         "survives exec into would see the TLS stream "
+			         "without the session",
+			         dest, fd);
 	}
 	if (ts_log_level_cur >= TS_LOG_INFO) {
 		char desc[128];
@@ -402,11 +427,15 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 		errno = EOPNOTSUPP;
 		return -1;
 	}
+	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c) < 0)
+		return -1;
 	pthread_mutex_lock(&c->send_lock);
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);
-	if (c->state == TS_CONN_BROKEN) {
-		err = c->broken_errno;
+	if (c->state == TS_CONN_BROKEN || c->wr_shut) {
+		/* After SHUT_WR the kernel answers EPIPE (and SIGPIPE). */
+		err = c->wr_shut && c->state != TS_CONN_BROKEN ? EPIPE
+		                                               : c->broken_errno;
 		maybe_sigpipe(err, flags);
 		goto out;
 	}
@@ -573,14 +602,17 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		errno = EINVAL;
 		return -1;
 	}
+	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c) < 0)
+		return -1;
 	pthread_mutex_lock(&c->recv_lock);
+	c->recv_gen++;
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);
 	if (c->state == TS_CONN_BROKEN && !c->peek_len) {
 		err = c->broken_errno;
 		goto out;
 	}
-	if (total == 0)
+	if (total == 0 || atomic_load(&c->rd_shut))
 		goto out;
 	if (flags & MSG_PEEK) {
 		int r = peek_fill(c, fd, total, nb);
@@ -660,10 +692,34 @@ short ts_conn_ready(struct ts_conn *c, short events)
 {
 	short r = 0;
 
+	if (c->state == TS_CONN_HANDSHAKING || !c->tls)
+		return 0;
 	if ((events & POLLIN) &&
 	    (c->eof || c->state == TS_CONN_BROKEN || c->peek_len ||
 	     eng->pending(c->tls)))
 		r |= POLLIN;
+	if ((events & POLLRDHUP) && c->eof)
+		r |= POLLRDHUP;
+	return r;
+}
+
+short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev)
+{
+	short r = krev | ts_conn_ready(c, events);
+
+	if (c->state == TS_CONN_BROKEN && c->broken_errno != EBADF)
+		r |= POLLERR;
+	/* Writable means our queued record is out: flush it now if the
+	 * kernel has room, else the program would write into a queue. */
+	if ((r & POLLOUT) && eng->send_queued(c->tls)) {
+		if (pthread_mutex_trylock(&c->send_lock) == 0) {
+			(void)eng->flush(c->tls, fd,
+			                 MSG_DONTWAIT | MSG_NOSIGNAL);
+			pthread_mutex_unlock(&c->send_lock);
+		}
+		if (eng->send_queued(c->tls))
+			r &= ~POLLOUT;
+	}
 	return r;
 }
 
@@ -671,13 +727,24 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 {
 	/* The peer learns of our half-close from close_notify first, then
 	 * from the FIN. */
-	if (how == SHUT_WR || how == SHUT_RDWR) {
+	if ((how == SHUT_WR || how == SHUT_RDWR) && c->state == TS_CONN_READY) {
 		pthread_mutex_lock(&c->send_lock);
-		if (c->state == TS_CONN_READY && ts_conn_owned(c, true))
+		if (c->state == TS_CONN_READY && !c->wr_shut &&
+		    ts_conn_owned(c, true))
 			eng->close_notify(c->tls, fd);
 		pthread_mutex_unlock(&c->send_lock);
 	}
-	return REAL(shutdown)(fd, how);
+	int rv = REAL(shutdown)(fd, how);
+	if (rv < 0)
+		return rv;
+	if (how == SHUT_RD || how == SHUT_RDWR)
+		atomic_store(&c->rd_shut, true);
+	if (how == SHUT_WR || how == SHUT_RDWR) {
+		pthread_mutex_lock(&c->send_lock);
+		c->wr_shut = true;
+		pthread_mutex_unlock(&c->send_lock);
+	}
+	return 0;
 }
 
 void ts_conn_set_nonblock(struct ts_conn *c, bool on)

@@ -11,8 +11,9 @@ what=${1:-test}
 
 # Everything the build, the demonstration and the tests use.
 packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
-  bats bats-assert bats-support python3 curl wget socat
-  netcat-openbsd ncat binutils procps openssl"
+  bats bats-assert bats-support python3 curl wget socat nodejs
+  netcat-openbsd ncat binutils procps
+  redis-server redis-tools openssl"
 
 missing=
 for p in $packages; do
