@@ -81,6 +81,9 @@ struct ts_engine {
 	/* "TLS1.3 AES-256-GCM" and the like, for logs. */
 	void (*describe)(struct ts_tls *t, char *buf, size_t len);
 	void (*destroy)(struct ts_tls *t);
+	/* Judge what GnuTLS must judge in a rule (priority string, CRL,
+	 * client key) without connecting: 0, or -1 with the reason. */
+	int (*check_rule)(const struct ts_rule *r, char *err, size_t errlen);
 };
 
 typedef const struct ts_engine *(*ts_engine_init_fn)(

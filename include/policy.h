@@ -47,6 +47,22 @@ struct ts_rule {
 	char *ca_file;      /* as written, resolved against the policy's dir */
 	struct ts_blob ca;  /* PEM bytes; data == NULL: the system store */
 	uint16_t tls_port;  /* 0: the port the program asked for */
+	/* Verification in depth (docs/verification.md). */
+	char *crl_file;           /* as written, resolved */
+	struct ts_blob crl;       /* PEM bytes; NULL: no CRL */
+	uint8_t (*pins)[32];      /* pin-sha256: SHA-256 of an SPKI */
+	size_t npins;
+	char *client_cert;        /* PEM file, or a pkcs11: URL */
+	struct ts_blob cert;      /* PEM bytes; NULL for a pkcs11: URL */
+	char *client_key;         /* PEM file, or a pkcs11: URL */
+	struct ts_blob key;       /* PEM bytes; NULL for a pkcs11: URL */
+	bool key_exposed;         /* key file readable by group or others */
+	unsigned min_version;     /* 12 or 13 (TLS 1.2, 1.3); 0: 12 */
+	char *priority;           /* expert GnuTLS priority string */
+	char **alpn;              /* protocols offered, in order */
+	size_t nalpn;
+	bool alpn_required;       /* refuse a server that selects none */
+	char *keylog_file;        /* opt-in NSS key log; NULL: none */
 };
 
 enum ts_log_dest {

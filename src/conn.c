@@ -18,6 +18,7 @@
 #include "engine_load.h"
 #include "log.h"
 #include "real.h"
+#include "resolve.h"
 
 static const struct ts_engine *eng; /* set before the first conn exists */
 
@@ -181,6 +182,29 @@ static int handshake(struct ts_conn *c, long long deadline, char *why,
 	}
 }
 
+/* Policy warnings the parser cannot give (it reports errors only), once
+ * per rule for the first 64 rules, on every use after that. */
+static void warn_rule_once(const struct ts_rule *rule)
+{
+	static _Atomic uint64_t warned;
+	size_t i = (size_t)(rule - ts_state.policy->rules);
+
+	if (!rule->key_exposed && !rule->keylog_file)
+		return;
+	if (i < 64) {
+		uint64_t bit = (uint64_t)1 << i;
+		if (atomic_fetch_or(&warned, bit) & bit)
+			return;
+	}
+	if (rule->key_exposed)
+		ts_warn("rule %s: client-key %s is readable by group or "
+		        "others; chmod 600 it", rule->name, rule->client_key);
+	if (rule->keylog_file)
+		ts_warn("rule %s: keylog-file %s: TLS session keys are "
+		        "written there; anyone who reads it can decrypt the "
+		        "traffic", rule->name, rule->keylog_file);
+}
+
 int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
                     int *result)
 {
@@ -203,6 +227,12 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (!ts_state.policy)
 		return 1;
 	format_dest(&d, dest, sizeof dest, ip, sizeof ip);
+	/* The name the program resolved for this address, if any: host-name
+	 * rules match on it, and it is the name verified without an sni. */
+	char learned[TS_RESOLVE_NAME_MAX];
+	if (ts_resolve_lookup(d.family, d.addr, (unsigned long)gettid(),
+	                      learned, sizeof learned))
+		d.host = learned;
 	rule = ts_policy_match(ts_state.policy, &d);
 	if (!rule) {
 		ts_debug("%s: no rule matches; not upgraded", dest);
@@ -228,9 +258,16 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	/* A number reused without passing through our close. */
 	ts_conn_purge(fd);
 
-	const char *name = rule->sni ? rule->sni : ip;
+	/* The name sent and verified: the rule's sni, else the name the
+	 * program resolved for this address, else the IP literal (verified
+	 * against the certificate's IP addresses, never sent as SNI). */
+	const char *name = rule->sni ? rule->sni : d.host ? d.host : ip;
+	const char *sni = rule->sni ? rule->sni : d.host;
 	ts_debug("%s: rule %s, verifying %s (%s)", dest, rule->name, name,
-	         rule->sni ? "sni from the rule" : "IP literal");
+	         rule->sni ? "sni from the rule" :
+	         d.host ? "name the program resolved" :
+	                  "IP literal, no SNI sent");
+	warn_rule_once(rule);
 	long long deadline = now_ms() + ts_state.policy->handshake_timeout_ms;
 
 	union {
@@ -272,7 +309,7 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	struct ts_tls_params tp = {
 		.fd = fd,
 		.rule = rule,
-		.sni = rule->sni, /* an IP literal is never sent as SNI */
+		.sni = sni, /* an IP literal is never sent as SNI */
 		.verify_name = name,
 	};
 	c->tls = eng->create(&tp, why, sizeof why);

@@ -8,7 +8,10 @@
  *   tlsshim [-p POLICY] [-l LEVEL] on | off
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "launcher.h"
 #include "policy.h"
 
@@ -67,6 +71,49 @@ static void print_diag(void *ctx, const char *msg)
 	fprintf(stderr, "%s\n", msg);
 }
 
+static int find_library(char *out, size_t len);
+
+/* What only GnuTLS can judge (a priority string, a CRL's signature, a
+ * client key) is judged by the engine, loaded from beside the preload as
+ * the preload would load it: 0 when every rule passes. */
+static int check_engine(const struct ts_policy *p)
+{
+	static const struct ts_engine *eng;
+	static const struct ts_engine_io io = {recv, sendmsg, poll};
+	char lib[PATH_MAX], err[512];
+	int bad = 0;
+
+	if (!eng) {
+		if (find_library(lib, sizeof lib) < 0) {
+			fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+			return 1;
+		}
+		char *slash = strrchr(lib, '/');
+		if (slash)
+			snprintf(slash + 1, sizeof lib - (size_t)(slash + 1 - lib),
+			         "%s", TS_ENGINE_SONAME);
+		void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+		ts_engine_init_fn init =
+			h ? (ts_engine_init_fn)dlsym(h, TS_ENGINE_INIT_SYM)
+			  : NULL;
+		eng = init ? init(&io) : NULL;
+		if (!eng || eng->abi != TS_ENGINE_ABI || !eng->check_rule) {
+			fprintf(stderr, "tlsshim: cannot load the TLS engine "
+			        "%s: %s\n", lib, h ? "incompatible" : dlerror());
+			eng = NULL;
+			return 1;
+		}
+	}
+	for (size_t i = 0; i < p->nrules; i++) {
+		if (eng->check_rule(&p->rules[i], err, sizeof err) < 0) {
+			fprintf(stderr, "%s:%u: rule '%s': %s\n", p->path,
+			        p->rules[i].line, p->rules[i].name, err);
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
 /* Silent for a valid file, like a compiler. */
 static int check(int n, char **paths)
 {
@@ -78,6 +125,23 @@ static int check(int n, char **paths)
 			ts_policy_load(paths[i], print_diag, NULL, err,
 			               sizeof err);
 		if (!p)
+			bad = 1;
+		ts_policy_free(p);
+	}
+	return bad;
+}
+
+/* --check: the policy parses, and the engine accepts every rule. */
+static int check_deep(int n, char **paths)
+{
+	int bad = 0;
+	char err[512];
+
+	for (int i = 0; i < n; i++) {
+		struct ts_policy *p =
+			ts_policy_load(paths[i], print_diag, NULL, err,
+			               sizeof err);
+		if (!p || check_engine(p))
 			bad = 1;
 		ts_policy_free(p);
 	}
@@ -324,7 +388,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tlsshim: --check needs a policy\n");
 			return 2;
 		}
-		return check(nargs, args);
+		return check_deep(nargs, args);
 	case OPT_EXPLAIN:
 		if (nargs != 2) {
 			fprintf(stderr, "usage: tlsshim --explain POLICY "

@@ -126,6 +126,25 @@ static size_t count_certs(const struct ts_blob *b)
 	return n;
 }
 
+static void base64(const uint8_t *in, size_t n, char *out, size_t len)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                        "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 4 < len; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[o++] = t[v >> 18 & 63];
+		out[o++] = t[v >> 12 & 63];
+		out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? t[v & 63] : '=';
+	}
+	out[o] = '\0';
+}
+
 static void explain_rule(const struct ts_rule *r, const char *ip,
                          uint16_t port)
 {
@@ -148,11 +167,31 @@ static void explain_rule(const struct ts_rule *r, const char *ip,
 		       count_certs(&r->ca) == 1 ? "" : "s");
 	else
 		printf("  trust anchors: the system trust store\n");
-	printf("  pins:          none (any key the trust anchors vouch "
-	       "for)\n");
-	printf("  versions:      TLS1.2, TLS1.3\n");
-	printf("  ALPN:          none offered\n");
-	printf("  checks:        chain, name, server-auth key purpose\n");
+	if (r->crl.data)
+		printf("  revocation:    %s\n", r->crl_file);
+	if (!r->npins)
+		printf("  pins:          none (any key the trust anchors vouch "
+		       "for)\n");
+	for (size_t i = 0; i < r->npins; i++) {
+		char b64[64];
+		base64(r->pins[i], 32, b64, sizeof b64);
+		printf("  pin-sha256:    %s (in addition to chain and name)\n",
+		       b64);
+	}
+	printf("  versions:      %s\n", r->min_version == 13
+	                                     ? "TLS1.3"
+	                                     : "TLS1.2, TLS1.3");
+	if (r->priority)
+		printf("  priority:      %s\n", r->priority);
+	if (!r->nalpn)
+		printf("  ALPN:          none offered\n");
+	for (size_t i = 0; i < r->nalpn; i++)
+		printf("  ALPN:          %s%s\n", r->alpn[i],
+		       r->alpn_required && i == 0 ? " (one is required)" : "");
+	if (r->client_cert)
+		printf("  client cert:   %s\n", r->client_cert);
+	printf("  checks:        chain, name, server-auth key purpose%s\n",
+	       r->npins ? ", pins" : "");
 }
 
 int ts_launcher_explain(const char *policy, const char *target)

@@ -628,6 +628,242 @@ static int parse_ca_file(struct parser *ps, const struct key *k, void *obj,
 	return load_pem(ps, k, v, "CERTIFICATE", &r->ca_file, &r->ca);
 }
 
+/* ---- verification keys (docs/verification.md) ---- */
+
+static int parse_crl_file(struct parser *ps, const struct key *k, void *obj,
+                          struct tok *v)
+{
+	struct ts_rule *r = obj;
+	/* Whether it parses and verifies against the trust anchors is the
+	 * engine's check, at its load and in tlsshim --check. */
+	return load_pem(ps, k, v, "X509 CRL", &r->crl_file, &r->crl);
+}
+
+static int b64val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (is_digit(c))
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* RFC 7469: base64 of the SHA-256 of the SubjectPublicKeyInfo. */
+static int parse_pin(struct parser *ps, const struct key *k, void *obj,
+                     struct tok *v)
+{
+	struct ts_rule *r = obj;
+	uint8_t out[33];
+	size_t n = 0, len = strlen(v->s);
+	unsigned acc = 0, bits = 0;
+
+	if (len != 44 || v->s[43] != '=' || v->s[42] == '=')
+		goto bad;
+	for (size_t i = 0; i < 43; i++) {
+		int d = b64val(v->s[i]);
+		if (d < 0)
+			goto bad;
+		acc = (acc << 6) | (unsigned)d;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (n != 32 || (acc & ((1u << bits) - 1)))
+		goto bad;
+	for (size_t i = 0; i < r->npins; i++)
+		if (!memcmp(r->pins[i], out, 32)) {
+			perr(ps, v->col, "duplicate %s '%.64s'", k->name, v->s);
+			return -1;
+		}
+	uint8_t(*np)[32] = realloc(r->pins, (r->npins + 1) * sizeof *np);
+	if (!np) {
+		oom(ps);
+		return -1;
+	}
+	r->pins = np;
+	memcpy(r->pins[r->npins++], out, 32);
+	return 0;
+bad:
+	perr(ps, v->col, "bad %s '%.64s': expected the base64 of a SHA-256 "
+	     "digest (44 characters ending in '=')", k->name, v->s);
+	return -1;
+}
+
+static int parse_client_file(struct parser *ps, const struct key *k,
+                             struct tok *v, const char *begin, char **path,
+                             struct ts_blob *blob)
+{
+	if (!strncmp(v->s, "pkcs11:", 7)) {
+		*path = xstrdup(ps, v->s);
+		return *path ? 0 : -1;
+	}
+	/* Keys come as PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY... */
+	char *full = resolve(ps, k, v);
+	int e;
+
+	if (!full)
+		return -1;
+	e = read_all(full, MAX_PEM, blob);
+	if (e == ENOMEM)
+		oom(ps);
+	else if (e)
+		perr(ps, v->col, "cannot read %s: %s", full,
+		     e == EFBIG ? "too large" : strerror(e));
+	else if (!memmem(blob->data, blob->len, begin, strlen(begin)))
+		perr(ps, v->col, "%s %s has no '%s' block", k->name, full,
+		     begin);
+	else {
+		*path = full;
+		return 0;
+	}
+	free(full);
+	free(blob->data);
+	*blob = (struct ts_blob){0};
+	return -1;
+}
+
+static int parse_client_cert(struct parser *ps, const struct key *k,
+                             void *obj, struct tok *v)
+{
+	struct ts_rule *r = obj;
+	return parse_client_file(ps, k, v, "-----BEGIN CERTIFICATE-----",
+	                         &r->client_cert, &r->cert);
+}
+
+static int parse_client_key(struct parser *ps, const struct key *k,
+                            void *obj, struct tok *v)
+{
+	struct ts_rule *r = obj;
+	struct stat st;
+
+	if (parse_client_file(ps, k, v, "PRIVATE KEY-----", &r->client_key,
+	                      &r->key))
+		return -1;
+	/* Warned about at connect (the parser only reports errors). */
+	if (r->key.data && stat(r->client_key, &st) == 0 &&
+	    (st.st_mode & (S_IRGRP | S_IROTH)))
+		r->key_exposed = true;
+	return 0;
+}
+
+static int parse_min_version(struct parser *ps, const struct key *k,
+                             void *obj, struct tok *v)
+{
+	struct ts_rule *r = obj;
+
+	if (!strcmp(v->s, "1.2"))
+		r->min_version = 12;
+	else if (!strcmp(v->s, "1.3"))
+		r->min_version = 13;
+	else {
+		perr(ps, v->col, "bad %s '%.64s': expected 1.2 or 1.3",
+		     k->name, v->s);
+		return -1;
+	}
+	return 0;
+}
+
+/* GnuTLS validates the syntax (engine load, tlsshim --check). Keywords
+ * that would weaken certificate verification (%VERIFY_ALLOW_BROKEN,
+ * %VERIFY_DISABLE_CRL_CHECKS, %PROFILE_LOW, ...) are refused here: no
+ * setting disables verification. */
+static int parse_priority(struct parser *ps, const struct key *k, void *obj,
+                          struct tok *v)
+{
+	static const char *const banned[] = {"%VERIFY_", "%PROFILE_"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(banned); i++) {
+		const char *at = strstr(v->s, banned[i]);
+		if (at) {
+			perr(ps, v->col + (unsigned)(at - v->s),
+			     "%s: '%.40s' is not allowed: certificate "
+			     "verification is not configurable", k->name,
+			     at);
+			return -1;
+		}
+	}
+	char *s = xstrdup(ps, v->s);
+	if (!s)
+		return -1;
+	*FIELD(obj, k, char *) = s;
+	return 0;
+}
+
+static int parse_bool(struct parser *ps, const struct key *k, void *obj,
+                      struct tok *v)
+{
+	if (!strcmp(v->s, "yes") || !strcmp(v->s, "true"))
+		*FIELD(obj, k, bool) = true;
+	else if (!strcmp(v->s, "no") || !strcmp(v->s, "false"))
+		*FIELD(obj, k, bool) = false;
+	else {
+		perr(ps, v->col, "bad %s '%.64s': expected yes or no",
+		     k->name, v->s);
+		return -1;
+	}
+	return 0;
+}
+
+/* "h2, http/1.1": protocol names of 1..255 printable bytes. */
+static int parse_alpn(struct parser *ps, const struct key *k, void *obj,
+                      struct tok *v)
+{
+	struct ts_rule *r = obj;
+	char *s = v->s;
+	int rv = 0;
+
+	for (;;) {
+		char *end = strchr(s, ','), *e;
+		if (end)
+			*end = '\0';
+		e = skip_ws(s);
+		rtrim(e);
+		size_t n = strlen(e);
+		bool ok = n > 0 && n <= 255;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = e[i] > 0x20 && e[i] < 0x7f;
+		if (!ok) {
+			perr(ps, col_of(ps, e), "bad %s entry '%.64s': expected "
+			     "a protocol name such as h2 or http/1.1", k->name,
+			     e);
+			rv = -1;
+		} else {
+			char **na = realloc(r->alpn,
+			                    (r->nalpn + 1) * sizeof *na);
+			if (!na) {
+				oom(ps);
+				return -1;
+			}
+			r->alpn = na;
+			if (!(r->alpn[r->nalpn] = xstrdup(ps, e)))
+				return -1;
+			r->nalpn++;
+		}
+		if (!end)
+			break;
+		s = end + 1;
+	}
+	return rv;
+}
+
+static int parse_path(struct parser *ps, const struct key *k, void *obj,
+                      struct tok *v)
+{
+	char *full = resolve(ps, k, v);
+	if (!full)
+		return -1;
+	*FIELD(obj, k, char *) = full;
+	return 0;
+}
+
 /* A comma-separated list; every bad entry is reported. */
 static int parse_match(struct parser *ps, const struct key *k, void *obj,
                        struct tok *v)
@@ -743,6 +979,27 @@ static const struct key keys[] = {
 	{.name = "tls-port", .scope = SCOPE_RULE,
 	 .parse = parse_port_key,
 	 .offset = offsetof(struct ts_rule, tls_port)},
+	{.name = "crl-file", .scope = SCOPE_RULE,
+	 .parse = parse_crl_file},
+	{.name = "pin-sha256", .scope = SCOPE_RULE, .repeatable = true,
+	 .parse = parse_pin},
+	{.name = "client-cert", .scope = SCOPE_RULE,
+	 .parse = parse_client_cert},
+	{.name = "client-key", .scope = SCOPE_RULE,
+	 .parse = parse_client_key},
+	{.name = "min-version", .scope = SCOPE_RULE,
+	 .parse = parse_min_version},
+	{.name = "priority", .scope = SCOPE_RULE,
+	 .parse = parse_priority,
+	 .offset = offsetof(struct ts_rule, priority)},
+	{.name = "alpn", .scope = SCOPE_RULE,
+	 .parse = parse_alpn},
+	{.name = "alpn-required", .scope = SCOPE_RULE,
+	 .parse = parse_bool,
+	 .offset = offsetof(struct ts_rule, alpn_required)},
+	{.name = "keylog-file", .scope = SCOPE_RULE,
+	 .parse = parse_path,
+	 .offset = offsetof(struct ts_rule, keylog_file)},
 };
 static const size_t nkeys = ARRAY_SIZE(keys);
 _Static_assert(ARRAY_SIZE(keys) <= MAX_KEYS, "raise MAX_KEYS");
@@ -768,6 +1025,16 @@ static void close_section(struct parser *ps)
 				perr_at(ps, r->line, ps->section_col,
 				        "rule '%s' has no '%s'", r->name,
 				        keys[i].name);
+		if (r->name && !ps->seen[find_key("client-cert") - keys] !=
+		                       !ps->seen[find_key("client-key") - keys])
+			perr_at(ps, r->line, ps->section_col,
+			        "rule '%s' needs both 'client-cert' and "
+			        "'client-key'", r->name);
+		if (r->name && r->alpn_required &&
+		    !ps->seen[find_key("alpn") - keys])
+			perr_at(ps, r->line, ps->section_col,
+			        "rule '%s' sets 'alpn-required' without "
+			        "'alpn'", r->name);
 	}
 	memset(ps->seen, 0, sizeof ps->seen);
 }
@@ -1041,6 +1308,18 @@ void ts_policy_free(struct ts_policy *p)
 		free(r->sni);
 		free(r->ca_file);
 		free(r->ca.data);
+		free(r->crl_file);
+		free(r->crl.data);
+		free(r->pins);
+		free(r->client_cert);
+		free(r->cert.data);
+		free(r->client_key);
+		free(r->key.data);
+		free(r->priority);
+		for (size_t j = 0; j < r->nalpn; j++)
+			free(r->alpn[j]);
+		free(r->alpn);
+		free(r->keylog_file);
 	}
 	free(p->rules);
 	free(p->path);

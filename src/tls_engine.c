@@ -9,9 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
 #include "engine.h"
@@ -22,9 +25,20 @@
  * always exactly what the caller was told was taken. */
 #define MAX_CHUNK 16384
 
-/* TLS 1.0 and 1.1 are never offered. */
-static const char default_priority[] =
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
+/* TLS 1.0 and 1.1 are never offered: the versions are appended to any
+ * priority string, so an expert `priority` cannot bring them back. */
+static const char base_priority[] = "NORMAL";
+static const char vers_12[] =
+	":-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%PROFILE_MEDIUM";
+static const char vers_13[] = ":-VERS-ALL:+VERS-TLS1.3:%PROFILE_MEDIUM";
+
+/* Certificate verification uses the MEDIUM profile (112-bit security: RSA
+ * and DH below 2048 bits refused), set in the priority string above: set
+ * as credential verify flags it also refused sound P-256 chains ("insecure
+ * algorithm"). SHA-1 signatures are refused by GnuTLS 3.7's defaults (no
+ * GNUTLS_VERIFY_ALLOW_SIGN_WITH_SHA1). CRLs are verified with the same
+ * profile. */
+#define VERIFY_FLAGS GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM)
 
 static struct ts_engine_io io;
 
@@ -43,6 +57,8 @@ struct ts_tls {
 	gnutls_typed_vdata_st vdata[2];
 	char verify_name[256];
 	char reason[512];
+	const struct ts_rule *rule;
+	int keylog_fd;    /* keylog-file, opened per session; -1: none */
 };
 
 /* Credentials, loaded once per rule and shared read-only by every session
@@ -51,31 +67,129 @@ struct cred {
 	struct cred *next;
 	const struct ts_rule *rule;
 	gnutls_certificate_credentials_t xcred;
+	gnutls_priority_t prio;
+	gnutls_datum_t alpn[16];
+	unsigned nalpn;
 };
 static struct cred *creds;
 static pthread_mutex_t creds_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static gnutls_certificate_credentials_t cred_get(const struct ts_rule *r,
-                                                 char *err, size_t errlen)
+/* The rule's priority string with the versions appended; on a syntax error
+ * the reason names the position in the rule's own string. */
+static int load_priority(const struct ts_rule *r, gnutls_priority_t *out,
+                         char *err, size_t errlen)
 {
-	gnutls_certificate_credentials_t x = NULL;
-	struct cred *c;
+	const char *user = r->priority ? r->priority : base_priority;
+	const char *vers = r->min_version == 13 ? vers_13 : vers_12;
+	size_t ul = strlen(user), vl = strlen(vers);
+	char *buf = malloc(ul + vl + 1);
+	const char *errpos = NULL;
 	int ret;
 
-	pthread_mutex_lock(&creds_lock);
-	for (c = creds; c; c = c->next)
-		if (c->rule == r)
-			goto found;
-	c = calloc(1, sizeof *c);
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(buf, user, ul);
+	memcpy(buf + ul, vers, vl + 1);
+	ret = gnutls_priority_init2(out, buf, &errpos, 0);
+	if (ret < 0) {
+		if (ret == GNUTLS_E_INVALID_REQUEST && errpos &&
+		    errpos >= buf && errpos < buf + ul)
+			snprintf(err, errlen, "priority '%.200s': syntax error "
+			         "at position %zu ('%.*s')", user,
+			         (size_t)(errpos - buf) + 1,
+			         (int)(ul - (size_t)(errpos - buf)), errpos);
+		else
+			snprintf(err, errlen, "priority '%.200s': %s", user,
+			         gnutls_strerror(ret));
+		*out = NULL;
+	}
+	free(buf);
+	return ret < 0 ? -1 : 0;
+}
+
+/* CRLs are added with their own signature checked against the trust
+ * anchors: a CRL that does not verify is an error, never skipped. */
+static int load_crl(const struct ts_rule *r,
+                    gnutls_certificate_credentials_t x, char *err,
+                    size_t errlen)
+{
+	gnutls_x509_trust_list_t tl = NULL;
+	gnutls_x509_crl_t *crls = NULL;
+	unsigned n = 0;
+	gnutls_datum_t d = {r->crl.data, (unsigned)r->crl.len};
+	int ret;
+
+	ret = gnutls_x509_crl_list_import2(&crls, &n, &d, GNUTLS_X509_FMT_PEM,
+	                                   0);
+	if (ret < 0 || n == 0) {
+		snprintf(err, errlen, "crl-file %s: %s", r->crl_file,
+		         ret < 0 ? gnutls_strerror(ret) : "no CRL found");
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		time_t next = gnutls_x509_crl_get_next_update(crls[i]);
+		if (next != (time_t)-1 && next < time(NULL)) {
+			snprintf(err, errlen, "crl-file %s: CRL %u is out of "
+			         "date (next update has passed)", r->crl_file,
+			         i + 1);
+			goto fail;
+		}
+	}
+	gnutls_certificate_get_trust_list(x, &tl);
+	ret = gnutls_x509_trust_list_add_crls(
+		tl, crls, n, GNUTLS_TL_VERIFY_CRL | GNUTLS_TL_FAIL_ON_INVALID_CRL,
+		VERIFY_FLAGS);
+	if (ret < 0 || (unsigned)ret != n) {
+		snprintf(err, errlen, "crl-file %s: %s", r->crl_file,
+		         ret < 0 ? "a CRL is not signed by a trusted CA "
+		                   "(its own verification failed)"
+		                 : "a CRL did not verify");
+		/* On failure the list owns what it took; free only ours. */
+		gnutls_free(crls);
+		return -1;
+	}
+	gnutls_free(crls); /* the CRLs themselves belong to the list now */
+	return 0;
+fail:
+	for (unsigned i = 0; i < n; i++)
+		gnutls_x509_crl_deinit(crls[i]);
+	gnutls_free(crls);
+	return -1;
+}
+
+static void cred_free(struct cred *c)
+{
+	if (!c)
+		return;
+	if (c->prio)
+		gnutls_priority_deinit(c->prio);
+	if (c->xcred)
+		gnutls_certificate_free_credentials(c->xcred);
+	free(c);
+}
+
+/* Builds everything a rule's sessions share; every policy value GnuTLS
+ * must judge (priority, CRL, client key) is judged here, so a bad one
+ * fails the first connect, and tlsshim --check, with its reason. */
+static struct cred *cred_new(const struct ts_rule *r, char *err,
+                             size_t errlen)
+{
+	struct cred *c = calloc(1, sizeof *c);
+	int ret;
+
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
-		goto out;
+		return NULL;
 	}
+	c->rule = r;
+	if (load_priority(r, &c->prio, err, errlen) < 0)
+		goto err;
 	ret = gnutls_certificate_allocate_credentials(&c->xcred);
 	if (ret < 0) {
 		snprintf(err, errlen, "%s", gnutls_strerror(ret));
-		free(c);
-		goto out;
+		goto err;
 	}
 	if (r->ca.data) {
 		gnutls_datum_t d = {r->ca.data, (unsigned)r->ca.len};
@@ -83,30 +197,70 @@ static gnutls_certificate_credentials_t cred_get(const struct ts_rule *r,
 			c->xcred, &d, GNUTLS_X509_FMT_PEM);
 		if (ret == 0)
 			ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
-		if (ret < 0)
+		if (ret < 0) {
 			snprintf(err, errlen, "ca-file %s: %s", r->ca_file,
 			         gnutls_strerror(ret));
+			goto err;
+		}
 	} else {
 		ret = gnutls_certificate_set_x509_system_trust(c->xcred);
 		if (ret == 0)
 			ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
-		if (ret < 0)
+		if (ret < 0) {
 			snprintf(err, errlen, "system trust store: %s",
 			         gnutls_strerror(ret));
+			goto err;
+		}
 	}
-	if (ret < 0) {
-		gnutls_certificate_free_credentials(c->xcred);
-		free(c);
-		goto out;
+	if (r->crl.data && load_crl(r, c->xcred, err, errlen) < 0)
+		goto err;
+	if (r->client_cert && r->client_key) {
+		if (r->cert.data && r->key.data) {
+			gnutls_datum_t cd = {r->cert.data, (unsigned)r->cert.len};
+			gnutls_datum_t kd = {r->key.data, (unsigned)r->key.len};
+			ret = gnutls_certificate_set_x509_key_mem2(
+				c->xcred, &cd, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+		} else {
+			/* pkcs11: URLs (a file beside a URL works too). */
+			ret = gnutls_certificate_set_x509_key_file2(
+				c->xcred, r->client_cert, r->client_key,
+				GNUTLS_X509_FMT_PEM, NULL, 0);
+		}
+		if (ret < 0) {
+			snprintf(err, errlen, "client-cert %s / client-key "
+			         "%s: %s", r->client_cert, r->client_key,
+			         gnutls_strerror(ret));
+			goto err;
+		}
 	}
-	c->rule = r;
-	c->next = creds;
-	creds = c;
-found:
-	x = c->xcred;
+	for (size_t i = 0; i < r->nalpn && i < 16; i++) {
+		c->alpn[i].data = (unsigned char *)r->alpn[i];
+		c->alpn[i].size = (unsigned)strlen(r->alpn[i]);
+		c->nalpn++;
+	}
+	return c;
+err:
+	cred_free(c);
+	return NULL;
+}
+
+static struct cred *cred_get(const struct ts_rule *r, char *err,
+                             size_t errlen)
+{
+	struct cred *c;
+
+	pthread_mutex_lock(&creds_lock);
+	for (c = creds; c; c = c->next)
+		if (c->rule == r)
+			goto out;
+	c = cred_new(r, err, errlen);
+	if (c) {
+		c->next = creds;
+		creds = c;
+	}
 out:
 	pthread_mutex_unlock(&creds_lock);
-	return x;
+	return c;
 }
 
 static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
@@ -147,10 +301,42 @@ static ssize_t push(gnutls_transport_ptr_t p, const giovec_t *iov, int cnt)
 	return n;
 }
 
-/* The host's SSLKEYLOGFILE must not receive our session keys. */
+/* The host's SSLKEYLOGFILE must not receive our session keys: GnuTLS
+ * writes it for every session unless a keylog function is installed. */
 static int no_keylog(gnutls_session_t s, const char *label,
                      const gnutls_datum_t *secret)
 {
+	(void)s;
+	(void)label;
+	(void)secret;
+	return 0;
+}
+
+/* keylog-file: NSS key log format, one line per secret, appended. */
+static int to_keylog(gnutls_session_t s, const char *label,
+                     const gnutls_datum_t *secret)
+{
+	struct ts_tls *t = gnutls_session_get_ptr(s);
+	gnutls_datum_t crand, srand;
+	char line[512];
+	size_t n;
+
+	if (!t || t->keylog_fd < 0 || secret->size > 64)
+		return 0;
+	gnutls_session_get_random(s, &crand, &srand);
+	n = (size_t)snprintf(line, sizeof line, "%s ", label);
+	for (unsigned i = 0; i < crand.size && n + 3 < sizeof line; i++)
+		n += (size_t)snprintf(line + n, sizeof line - n, "%02x",
+		                      crand.data[i]);
+	line[n++] = ' ';
+	for (unsigned i = 0; i < secret->size && n + 3 < sizeof line; i++)
+		n += (size_t)snprintf(line + n, sizeof line - n, "%02x",
+		                      secret->data[i]);
+	line[n++] = '\n';
+	/* One write of a whole line with O_APPEND: lines of concurrent
+	 * sessions do not interleave. */
+	if (write(t->keylog_fd, line, n) < 0)
+		return 0;
 	return 0;
 }
 
@@ -158,8 +344,7 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
                                  size_t errlen)
 {
 	struct ts_tls *t = calloc(1, sizeof *t);
-	gnutls_certificate_credentials_t x;
-	const char *errpos = NULL;
+	struct cred *cr;
 	int ret;
 
 	if (!t) {
@@ -167,23 +352,44 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 		return NULL;
 	}
 	t->pull_fd = t->push_fd = p->fd;
-	x = cred_get(p->rule, err, errlen);
-	if (!x)
+	t->keylog_fd = -1;
+	t->rule = p->rule;
+	cr = cred_get(p->rule, err, errlen);
+	if (!cr)
 		goto err;
 	ret = gnutls_init(&t->s, GNUTLS_CLIENT);
 	if (ret < 0)
 		goto gerr;
 	gnutls_transport_set_ptr(t->s, t);
+	gnutls_session_set_ptr(t->s, t);
 	gnutls_transport_set_pull_function(t->s, pull);
 	gnutls_transport_set_pull_timeout_function(t->s, pull_timeout);
 	gnutls_transport_set_vec_push_function(t->s, push);
-	gnutls_session_set_keylog_function(t->s, no_keylog);
-	ret = gnutls_priority_set_direct(t->s, default_priority, &errpos);
+	if (p->rule->keylog_file) {
+		t->keylog_fd = open(p->rule->keylog_file,
+		                    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+		                            O_NOCTTY,
+		                    0600);
+		if (t->keylog_fd < 0) {
+			snprintf(err, errlen, "keylog-file %s: %s",
+			         p->rule->keylog_file, strerror(errno));
+			goto err;
+		}
+		gnutls_session_set_keylog_function(t->s, to_keylog);
+	} else {
+		gnutls_session_set_keylog_function(t->s, no_keylog);
+	}
+	ret = gnutls_priority_set(t->s, cr->prio);
 	if (ret < 0)
 		goto gerr;
-	ret = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, x);
+	ret = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, cr->xcred);
 	if (ret < 0)
 		goto gerr;
+	if (cr->nalpn) {
+		ret = gnutls_alpn_set_protocols(t->s, cr->alpn, cr->nalpn, 0);
+		if (ret < 0)
+			goto gerr;
+	}
 	if (p->sni) {
 		ret = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, p->sni,
 		                             strlen(p->sni));
@@ -191,8 +397,11 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 			goto gerr;
 	}
 	/* Chain, name and the server-auth key purpose, checked inside the
-	 * handshake. No verify callback is installed: one would replace
-	 * these checks rather than add to them. */
+	 * handshake (with a stapled OCSP response, and must-staple, checked
+	 * by GnuTLS as part of it). No verify callback is installed: a
+	 * session's verify function replaces these checks, and one on the
+	 * credentials is not even called once this is set. Pins and ALPN
+	 * are checked after the handshake, before anything is sent. */
 	if (snprintf(t->verify_name, sizeof t->verify_name, "%s",
 	             p->verify_name) >= (int)sizeof t->verify_name) {
 		snprintf(err, errlen, "name too long");
@@ -209,8 +418,115 @@ gerr:
 err:
 	if (t->s)
 		gnutls_deinit(t->s);
+	if (t->keylog_fd >= 0)
+		close(t->keylog_fd);
 	free(t);
 	return NULL;
+}
+
+static void b64(const uint8_t *in, size_t n, char *out)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[(v >> 12) & 63];
+		out[o++] = tab[(v >> 6) & 63];
+		out[o++] = tab[v & 63];
+	}
+	if (i + 1 == n) {
+		unsigned v = (unsigned)in[i] << 16;
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[(v >> 12) & 63];
+		out[o++] = '=';
+		out[o++] = '=';
+	} else if (i + 2 == n) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[(v >> 12) & 63];
+		out[o++] = tab[(v >> 6) & 63];
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+}
+
+/* RFC 7469: some certificate the server presented (its chain verified
+ * already) has a public key whose SPKI SHA-256 is pinned. */
+static int check_pins(struct ts_tls *t)
+{
+	const struct ts_rule *r = t->rule;
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(t->s, &n);
+	char shown[48] = "none";
+
+	for (unsigned i = 0; certs && i < n; i++) {
+		gnutls_x509_crt_t crt;
+		uint8_t id[32];
+		size_t idlen = sizeof id;
+		if (gnutls_x509_crt_init(&crt) < 0)
+			break;
+		int ret = gnutls_x509_crt_import(crt, &certs[i],
+		                                 GNUTLS_X509_FMT_DER);
+		if (ret == 0)
+			ret = gnutls_x509_crt_get_key_id(
+				crt, GNUTLS_KEYID_USE_SHA256, id, &idlen);
+		gnutls_x509_crt_deinit(crt);
+		if (ret < 0 || idlen != 32)
+			continue;
+		if (i == 0)
+			b64(id, 32, shown);
+		for (size_t j = 0; j < r->npins; j++)
+			if (!memcmp(r->pins[j], id, 32))
+				return 0;
+	}
+	snprintf(t->reason, sizeof t->reason,
+	         "no pin-sha256 matches the server's certificates (server "
+	         "key pin-sha256 %s)", shown);
+	return -1;
+}
+
+/* In TLS 1.3 a server judges the client's certificate after the client's
+ * handshake is over: a server that demands one would only say so once the
+ * program's first bytes were sent. So a TLS 1.3 server that asks for a
+ * certificate when the rule has none is refused here, before any byte
+ * leaves. (In TLS 1.2 the server's verdict ends the handshake.) */
+static int check_client_cert(struct ts_tls *t)
+{
+	if (t->rule->client_cert ||
+	    gnutls_protocol_get_version(t->s) != GNUTLS_TLS1_3 ||
+	    !gnutls_certificate_client_get_request_status(t->s))
+		return 0;
+	snprintf(t->reason, sizeof t->reason,
+	         "the server asks for a client certificate and the rule has "
+	         "none (client-cert, client-key)");
+	return -1;
+}
+
+static int check_alpn(struct ts_tls *t)
+{
+	gnutls_datum_t sel;
+
+	if (gnutls_alpn_get_selected_protocol(t->s, &sel) == 0)
+		return 0;
+	snprintf(t->reason, sizeof t->reason,
+	         "alpn-required: the server selected none of the offered "
+	         "protocols (ALPN)");
+	return -1;
+}
+
+/* Checks made once the chain and name verified, before the connection is
+ * handed to the program: nothing of the program's has been sent. */
+static int after_handshake(struct ts_tls *t)
+{
+	if (t->rule->npins && check_pins(t) < 0)
+		return -1;
+	if (t->rule->alpn_required && check_alpn(t) < 0)
+		return -1;
+	if (check_client_cert(t) < 0)
+		return -1;
+	return 0;
 }
 
 static void set_reason(struct ts_tls *t, int ret)
@@ -231,9 +547,16 @@ static void set_reason(struct ts_tls *t, int ret)
 		}
 	}
 	if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+		gnutls_alert_description_t a = gnutls_alert_get(t->s);
 		snprintf(t->reason, sizeof t->reason,
-		         "the server sent a fatal alert: %s",
-		         gnutls_alert_get_name(gnutls_alert_get(t->s)));
+		         "the server sent a fatal alert: %s%s",
+		         gnutls_alert_get_name(a),
+		         a == GNUTLS_A_PROTOCOL_VERSION ?
+		                 " (it speaks no TLS version the rule "
+		                 "accepts: see min-version)" :
+		         a == GNUTLS_A_CERTIFICATE_REQUIRED ?
+		                 " (configure client-cert and client-key)" :
+		                 "");
 		return;
 	}
 	if (ret == GNUTLS_E_PUSH_ERROR || ret == GNUTLS_E_PULL_ERROR) {
@@ -267,8 +590,15 @@ static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
 	t->send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 	t->recv_flags = MSG_DONTWAIT;
 	ret = gnutls_handshake(t->s);
-	if (ret == 0)
-		return TS_TLS_OK;
+	if (ret == 0) {
+		if (after_handshake(t) == 0)
+			return TS_TLS_OK;
+		(void)gnutls_alert_send(t->s, GNUTLS_AL_FATAL,
+		                        GNUTLS_A_BAD_CERTIFICATE);
+		snprintf(err, errlen, "%s", t->reason);
+		errno = ECONNREFUSED;
+		return TS_TLS_ERR;
+	}
 	if (ret == GNUTLS_E_AGAIN)
 		return gnutls_record_get_direction(t->s) ? TS_TLS_WANT_WRITE
 		                                         : TS_TLS_WANT_READ;
@@ -422,7 +752,20 @@ static void tls_destroy(struct ts_tls *t)
 	if (!t)
 		return;
 	gnutls_deinit(t->s);
+	if (t->keylog_fd >= 0)
+		close(t->keylog_fd);
 	free(t);
+}
+
+/* For tlsshim --check: everything the engine would judge at the first
+ * connect of this rule. */
+static int tls_check_rule(const struct ts_rule *r, char *err, size_t errlen)
+{
+	struct cred *c = cred_new(r, err, errlen);
+	if (!c)
+		return -1;
+	cred_free(c);
+	return 0;
 }
 
 static const struct ts_engine ops = {
@@ -438,6 +781,7 @@ static const struct ts_engine ops = {
 	.reason = tls_reason,
 	.describe = tls_describe,
 	.destroy = tls_destroy,
+	.check_rule = tls_check_rule,
 };
 
 EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)

@@ -1,0 +1,164 @@
+/* Resolver hooks: learn which names the program resolved to which
+ * addresses (see resolve.h). Each returns exactly what libc returned —
+ * results, return codes, errno and h_errno — and only records the answer
+ * when a policy is loaded.
+ *
+ * The real functions are bound here rather than in the shared ts_real
+ * table: they are called only from these doors, and keeping them local
+ * keeps the resolver hooks one self-contained file. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "hooks.h"
+#include "resolve.h"
+
+#define RESOLVE_FUNCS(X)                                                   \
+	X(int, getaddrinfo, (const char *, const char *,                   \
+	                     const struct addrinfo *, struct addrinfo **)) \
+	X(struct hostent *, gethostbyname, (const char *))                 \
+	X(struct hostent *, gethostbyname2, (const char *, int))           \
+	X(int, gethostbyname_r, (const char *, struct hostent *, char *,   \
+	                         size_t, struct hostent **, int *))        \
+	X(int, gethostbyname2_r, (const char *, int, struct hostent *,     \
+	                          char *, size_t, struct hostent **, int *))
+
+static struct {
+#define FIELD(ret, name, args) ret(*name) args;
+	RESOLVE_FUNCS(FIELD)
+#undef FIELD
+} real_res;
+static pthread_once_t bind_once = PTHREAD_ONCE_INIT;
+
+static void bind_all(void)
+{
+#define BIND(ret, name, args)                                              \
+	real_res.name = (ret(*) args)dlsym(RTLD_NEXT, #name);
+	RESOLVE_FUNCS(BIND)
+#undef BIND
+}
+
+static void bind_res(void)
+{
+	pthread_once(&bind_once, bind_all);
+}
+
+/* Recording is for matched connects: with no policy, nothing is kept. */
+static bool learning(void)
+{
+	ts_state_init();
+	return ts_state.policy != NULL;
+}
+
+static void learn_addrinfo(const char *node, const struct addrinfo *ai)
+{
+	unsigned long tid = (unsigned long)gettid();
+	for (; ai; ai = ai->ai_next) {
+		if (!ai->ai_addr)
+			continue;
+		if (ai->ai_family == AF_INET &&
+		    ai->ai_addrlen >= sizeof(struct sockaddr_in))
+			ts_resolve_record(node, AF_INET,
+			                  &((struct sockaddr_in *)ai->ai_addr)
+			                           ->sin_addr, tid);
+		else if (ai->ai_family == AF_INET6 &&
+		         ai->ai_addrlen >= sizeof(struct sockaddr_in6))
+			ts_resolve_record(node, AF_INET6,
+			                  &((struct sockaddr_in6 *)ai->ai_addr)
+			                           ->sin6_addr, tid);
+	}
+}
+
+static void learn_hostent(const char *name, const struct hostent *h)
+{
+	unsigned long tid = (unsigned long)gettid();
+	if (!h || !h->h_addr_list)
+		return;
+	if (h->h_addrtype != AF_INET && h->h_addrtype != AF_INET6)
+		return;
+	for (char **a = h->h_addr_list; *a; a++)
+		ts_resolve_record(name, h->h_addrtype, *a, tid);
+}
+
+TS_EXPORT int getaddrinfo(const char *node, const char *service,
+                          const struct addrinfo *hints,
+                          struct addrinfo **res)
+{
+	bind_res();
+	if (!real_res.getaddrinfo)
+		return EAI_SYSTEM;
+	int rc = real_res.getaddrinfo(node, service, hints, res);
+	if (rc == 0 && node && res && learning()) {
+		int saved = errno;
+		learn_addrinfo(node, *res);
+		errno = saved;
+	}
+	return rc;
+}
+
+TS_EXPORT struct hostent *gethostbyname(const char *name)
+{
+	bind_res();
+	if (!real_res.gethostbyname)
+		return NULL;
+	struct hostent *h = real_res.gethostbyname(name);
+	if (h && name && learning()) {
+		int saved = errno;
+		learn_hostent(name, h);
+		errno = saved;
+	}
+	return h;
+}
+
+TS_EXPORT struct hostent *gethostbyname2(const char *name, int af)
+{
+	bind_res();
+	if (!real_res.gethostbyname2)
+		return NULL;
+	struct hostent *h = real_res.gethostbyname2(name, af);
+	if (h && name && learning()) {
+		int saved = errno;
+		learn_hostent(name, h);
+		errno = saved;
+	}
+	return h;
+}
+
+TS_EXPORT int gethostbyname_r(const char *name, struct hostent *ret,
+                              char *buf, size_t buflen,
+                              struct hostent **result, int *h_errnop)
+{
+	bind_res();
+	if (!real_res.gethostbyname_r)
+		return ENOSYS;
+	int rc = real_res.gethostbyname_r(name, ret, buf, buflen, result,
+	                                  h_errnop);
+	if (rc == 0 && result && *result && name && learning()) {
+		int saved = errno;
+		learn_hostent(name, *result);
+		errno = saved;
+	}
+	return rc;
+}
+
+TS_EXPORT int gethostbyname2_r(const char *name, int af,
+                               struct hostent *ret, char *buf,
+                               size_t buflen, struct hostent **result,
+                               int *h_errnop)
+{
+	bind_res();
+	if (!real_res.gethostbyname2_r)
+		return ENOSYS;
+	int rc = real_res.gethostbyname2_r(name, af, ret, buf, buflen,
+	                                   result, h_errnop);
+	if (rc == 0 && result && *result && name && learning()) {
+		int saved = errno;
+		learn_hostent(name, *result);
+		errno = saved;
+	}
+	return rc;
+}

@@ -1,0 +1,109 @@
+# Shared by the verification suites (tests/2*-verify*.bats), on top of
+# common.bash: certificates from gencerts-verify.sh, a TLS server that
+# records every raw byte it receives, and checks that a refusal carried no
+# plaintext.
+
+# Debian's python3 (what tests/bootstrap.sh installs); a python3 first in
+# PATH may be a slow wrapper (pyenv's shims cost a second per start).
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
+vcerts() {
+	CERTS=$BATS_FILE_TMPDIR/certs
+	sh "$HELPERS/gencerts-verify.sh" "$CERTS" ||
+		fail "gencerts-verify.sh failed"
+	export CERTS
+}
+
+# vserver NAME CERT [verify-server.py args...]: exports NAME_PORT; the raw
+# bytes go to $BATS_TEST_TMPDIR/NAME.raw, the decrypted ones to NAME.plain.
+vserver() {
+	local name=$1 cert=$2
+	shift 2
+	local pf=$BATS_TEST_TMPDIR/$name.port
+	rm -f "$pf"
+	$PY "$HELPERS/verify-server.py" --cert "$CERTS/$cert.pem" \
+		--key "$CERTS/${cert%-full}.key" \
+		--raw "$BATS_TEST_TMPDIR/$name.raw" \
+		--plain "$BATS_TEST_TMPDIR/$name.plain" \
+		--port-file "$pf" --max-seconds 120 "$@" 3>&- \
+		2>>"$BATS_TEST_TMPDIR/$name.log" &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	local i
+	for i in $(seq 100); do
+		[ -s "$pf" ] && break
+		sleep 0.1
+	done
+	[ -s "$pf" ] || fail "server $name did not start"
+	eval "${name}_PORT=\$(cat \"\$pf\")"
+	export "${name}_PORT"
+}
+
+# pin_of CERT: the RFC 7469 pin-sha256 of CERT's public key.
+pin_of() {
+	certtool --pubkey-info --outder --infile "$CERTS/$1.pem" 2>/dev/null |
+		openssl dgst -sha256 -binary | base64
+}
+
+MARKER=TLSSHIM-PLAINTEXT-MARKER-4f1c
+
+# vpolicy FILE PORT [lines...]: a rule "v" for 127.0.0.1:PORT and
+# localhost:PORT trusting ca.pem unless a line sets ca-file.
+vpolicy() {
+	local f=$1 port=$2
+	shift 2
+	{
+		echo "[v]"
+		echo "match = 127.0.0.1:$port"
+		printf '%s\n' "$@" | grep -q '^ca-file' ||
+			echo "ca-file = $CERTS/ca.pem"
+		for l in "$@"; do echo "$l"; done
+	} >"$f"
+}
+
+# vclient HOST PORT: the plaintext client under tlsshim with the policy in
+# $BATS_TEST_TMPDIR/p.conf; it sends $MARKER and prints the echo.
+vclient() {
+	shim -p "$BATS_TEST_TMPDIR/p.conf" -- $PY \
+		"$HELPERS/plainclient.py" send "$1" "$2" "$MARKER"
+}
+
+# vrefused SERVER NAME REASON-REGEX: the last vclient was refused with one
+# error line naming rule v, the destination, NAME and the reason, and the
+# server's raw recording holds no byte of the program's data.
+vrefused() {
+	local srv=$1 name=$2 reason=$3
+	local port
+	eval "port=\$${srv}_PORT"
+	assert_failure
+	assert_output --partial "Connection refused"
+	assert_equal "$(error_lines)" 1
+	assert_output --regexp "tlsshim: error: v 127\.0\.0\.1:$port \($name\): .*$reason"
+	no_plaintext "$srv"
+}
+
+no_plaintext() {
+	local raw=$BATS_TEST_TMPDIR/$1.raw
+	# Let the recorder drain what reached the server's socket.
+	sleep 0.3
+	[ -e "$raw" ] || fail "no raw recording $raw"
+	if grep -q "$MARKER" "$raw"; then
+		fail "plaintext reached the server"
+	fi
+	[ ! -s "$BATS_TEST_TMPDIR/$1.plain" ] ||
+		fail "the server decrypted program data"
+}
+
+# vaccepted SERVER: the last vclient got its echo through TLS, and the raw
+# recording (the same recorder that proves refusals) saw bytes but no
+# plaintext.
+vaccepted() {
+	assert_success
+	assert_output "$MARKER"
+	assert_equal "$(error_lines)" 0
+	[ -s "$BATS_TEST_TMPDIR/$1.raw" ] || fail "recorder saw nothing"
+	run grep -c "$MARKER" "$BATS_TEST_TMPDIR/$1.raw"
+	assert_output 0
+	run cat "$BATS_TEST_TMPDIR/$1.plain"
+	assert_output "$MARKER"
+}
