@@ -426,8 +426,10 @@ int ts_conn_poll_finish(struct pollfd *fds, nfds_t n,
 			if (fds[i].revents || t >= c->hs_deadline)
 				r = ts_conn_async_step(c);
 			short rev = fds[i].revents & POLLNVAL;
-			if (r == 0)
-				rev |= ev & (POLLOUT | POLLWRNORM);
+			if (r == 0) /* and bytes that came with the handshake */
+				rev = ts_conn_revents(c, fds[i].fd, ev,
+				                      rev | (ev & (POLLOUT |
+				                                   POLLWRNORM)));
 			else if (r < 0)
 				rev |= POLLERR | POLLHUP |
 				       (ev & (POLLOUT | POLLWRNORM | POLLIN |
