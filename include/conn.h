@@ -55,6 +55,8 @@ struct ts_conn {
 	unsigned long fork_seen;  /* forks counted when ownership was known */
 	unsigned long used_gen;   /* forks counted at the last use */
 	bool lost;                /* another process owns the session */
+	unsigned recv_gen;        /* reads the program made */
+	unsigned et_gen;          /* recv_gen at the last synthesized edge */
 	unsigned char *stage;  /* gathers small writev pieces into a record */
 	unsigned char *peek;   /* decrypted, not yet consumed (MSG_PEEK) */
 	size_t peek_len, peek_cap;

@@ -30,6 +30,10 @@ static inline struct ts_fdent *ts_fd_get(int fd)
 	return ts_fd_lookup(fd);
 }
 
+/* Whether fd has an entry right now, without a reference or a lock: a
+ * hint for code that must not block (the answer may change at once). */
+bool ts_fd_peek(int fd);
+
 void ts_fdent_ref(struct ts_fdent *e);
 void ts_fdent_put(struct ts_fdent *e);
 

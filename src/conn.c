@@ -566,6 +566,7 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
 		return -1;
 	pthread_mutex_lock(&c->recv_lock);
+	c->recv_gen++;
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);
 	if (c->state == TS_CONN_BROKEN && !c->peek_len) {
@@ -652,6 +653,8 @@ short ts_conn_ready(struct ts_conn *c, short events)
 {
 	short r = 0;
 
+	if (c->state == TS_CONN_HANDSHAKING || !c->tls)
+		return 0;
 	if ((events & POLLIN) &&
 	    (c->eof || c->state == TS_CONN_BROKEN || c->peek_len ||
 	     eng->pending(c->tls)))

@@ -49,6 +49,12 @@ struct ts_fdent *ts_fd_lookup(int fd)
 	return e;
 }
 
+bool ts_fd_peek(int fd)
+{
+	slot_t *s = slot_of(fd, false);
+	return s && atomic_load_explicit(s, memory_order_relaxed);
+}
+
 void ts_fdent_ref(struct ts_fdent *e)
 {
 	atomic_fetch_add(&e->refs, 1);

@@ -3,11 +3,13 @@
  * pending or a failure is unreported (see conn_async.h). */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <time.h>
 
 #include "conn_async.h"
+#include "epreg.h"
 #include "hooks.h"
 #include "real.h"
 
@@ -68,26 +70,139 @@ static long long ms_of(const struct timespec *t)
 	return ms == 0 && t->tv_nsec ? 1 : ms;
 }
 
+/* Data readiness the kernel cannot see: decrypted bytes (or EOF) waiting
+ * inside the session of a registered upgraded fd. */
+#define SYNTH_MAX 64
+
+struct synth_ctx {
+	struct ts_epreg_ent ents[SYNTH_MAX];
+	size_t n;
+};
+
+static void collect_ours(const struct ts_epreg_ent *e, void *ctx)
+{
+	struct synth_ctx *sc = ctx;
+	/* Lock-free peek only: the registry is locked here. */
+	if (sc->n < SYNTH_MAX && ts_fd_peek(e->fd) &&
+	    (e->events & (EPOLLIN | EPOLLRDHUP)))
+		sc->ents[sc->n++] = *e;
+}
+
+/* The events to synthesize for e now (0: none). An edge-triggered
+ * registration is woken once per read the program made, so a program that
+ * reads until EAGAIN is not woken forever, nor left asleep with bytes. */
+static uint32_t data_events(const struct ts_epreg_ent *e, bool claim)
+{
+	struct ts_conn *c = ts_conn_get(e->fd);
+	uint32_t out = 0;
+	if (!c)
+		return 0;
+	short r = ts_conn_ready(c, (short)(POLLIN | POLLRDHUP));
+	if (r && (!(e->events & EPOLLET) || c->recv_gen != c->et_gen)) {
+		if ((r & POLLIN) && (e->events & EPOLLIN))
+			out |= EPOLLIN;
+		if ((r & POLLRDHUP) && (e->events & EPOLLRDHUP))
+			out |= EPOLLRDHUP;
+		if (out && claim && (e->events & EPOLLET))
+			c->et_gen = c->recv_gen;
+	}
+	ts_conn_put(c);
+	return out;
+}
+
+static size_t scan(int epfd, struct synth_ctx *sc)
+{
+	sc->n = 0;
+	if (atomic_load_explicit(&ts_fd_live, memory_order_relaxed) &&
+	    ts_epreg_count())
+		ts_epreg_foreach(epfd, collect_ours, sc);
+	size_t ready = 0;
+	for (size_t i = 0; i < sc->n; i++)
+		if (data_events(&sc->ents[i], false))
+			ready++;
+	return ready;
+}
+
+/* Merge synthesized events into the n the kernel returned. */
+static int merge(int epfd, struct synth_ctx *sc, struct epoll_event *evs,
+                 int max, int n)
+{
+	for (size_t i = 0; i < sc->n && n < max; i++) {
+		const struct ts_epreg_ent *e = &sc->ents[i];
+		int j;
+		for (j = 0; j < n && evs[j].data.u64 != e->data; j++)
+			;
+		if (j < n && (e->events & EPOLLONESHOT)) {
+			/* The kernel fired it and disarmed it. */
+			ts_epreg_mod(epfd, e->fd, EPOLLONESHOT, e->data);
+			continue;
+		}
+		if (j < n && (evs[j].events & EPOLLIN))
+			continue; /* the kernel already said so */
+		uint32_t add = data_events(e, true);
+		if (!add)
+			continue;
+		if (j == n) {
+			evs[n].events = 0;
+			evs[n].data.u64 = e->data;
+			n++;
+		}
+		evs[j].events |= add;
+		if (e->events & EPOLLONESHOT) {
+			/* Fired: disarmed until the program re-arms it. */
+			struct epoll_event off = {.events = EPOLLONESHOT,
+			                          .data.u64 = e->data};
+			REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, e->fd, &off);
+			ts_epreg_mod(epfd, e->fd, EPOLLONESHOT, e->data);
+		}
+	}
+	return n;
+}
+
+static int wait_data(enum kind k, int epfd, struct epoll_event *evs,
+                     int max, long long timeout, const sigset_t *mask)
+{
+	struct synth_ctx sc;
+	bool hot = atomic_load_explicit(&ts_async_hot, memory_order_relaxed);
+
+	if (max <= 0)
+		return wait_once(k, epfd, evs, max, timeout, mask);
+	size_t ready = scan(epfd, &sc);
+	if (ready)
+		timeout = 0;
+	int n = hot ? wait_async(k, epfd, evs, max, timeout, mask)
+	            : wait_once(k, epfd, evs, max, timeout, mask);
+	if (n < 0 || !sc.n)
+		return n;
+	return merge(epfd, &sc, evs, max, n);
+}
+
+static bool plain_wait(void)
+{
+	return !atomic_load_explicit(&ts_async_hot, memory_order_relaxed) &&
+	       !atomic_load_explicit(&ts_fd_live, memory_order_relaxed);
+}
+
 TS_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max,
                          int timeout)
 {
-	if (!atomic_load_explicit(&ts_async_hot, memory_order_relaxed))
+	if (plain_wait())
 		return REAL(epoll_wait)(epfd, evs, max, timeout);
-	return wait_async(WAIT, epfd, evs, max, timeout, NULL);
+	return wait_data(WAIT, epfd, evs, max, timeout, NULL);
 }
 
 TS_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max,
                           int timeout, const sigset_t *mask)
 {
-	if (!atomic_load_explicit(&ts_async_hot, memory_order_relaxed))
+	if (plain_wait())
 		return REAL(epoll_pwait)(epfd, evs, max, timeout, mask);
-	return wait_async(PWAIT, epfd, evs, max, timeout, mask);
+	return wait_data(PWAIT, epfd, evs, max, timeout, mask);
 }
 
 TS_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
                            const struct timespec *t, const sigset_t *mask)
 {
-	if (!atomic_load_explicit(&ts_async_hot, memory_order_relaxed))
+	if (plain_wait())
 		return REAL(epoll_pwait2)(epfd, evs, max, t, mask);
-	return wait_async(PWAIT2, epfd, evs, max, ms_of(t), mask);
+	return wait_data(PWAIT2, epfd, evs, max, ms_of(t), mask);
 }
