@@ -45,6 +45,8 @@ struct ts_conn {
 	atomic_int nfds; /* fd numbers (dups) naming this session here */
 	bool nonblock;   /* O_NONBLOCK as the program set it */
 	bool eof;        /* peer closed: reads return 0 */
+	bool wr_shut;    /* shutdown(SHUT_WR): close_notify sent, EPIPE */
+	atomic_bool rd_shut; /* shutdown(SHUT_RD): reads return 0 */
 	int broken_errno;
 	const struct ts_rule *rule;
 	struct ts_tls *tls;

@@ -395,8 +395,10 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 	pthread_mutex_lock(&c->send_lock);
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);
-	if (c->state == TS_CONN_BROKEN) {
-		err = c->broken_errno;
+	if (c->state == TS_CONN_BROKEN || c->wr_shut) {
+		/* After SHUT_WR the kernel answers EPIPE (and SIGPIPE). */
+		err = c->wr_shut && c->state != TS_CONN_BROKEN ? EPIPE
+		                                               : c->broken_errno;
 		maybe_sigpipe(err, flags);
 		goto out;
 	}
@@ -573,7 +575,7 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		err = c->broken_errno;
 		goto out;
 	}
-	if (total == 0)
+	if (total == 0 || atomic_load(&c->rd_shut))
 		goto out;
 	if (flags & MSG_PEEK) {
 		int r = peek_fill(c, fd, total, nb);
@@ -688,13 +690,24 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 {
 	/* The peer learns of our half-close from close_notify first, then
 	 * from the FIN. */
-	if (how == SHUT_WR || how == SHUT_RDWR) {
+	if ((how == SHUT_WR || how == SHUT_RDWR) && c->state == TS_CONN_READY) {
 		pthread_mutex_lock(&c->send_lock);
-		if (c->state == TS_CONN_READY && ts_conn_owned(c, true))
+		if (c->state == TS_CONN_READY && !c->wr_shut &&
+		    ts_conn_owned(c, true))
 			eng->close_notify(c->tls, fd);
 		pthread_mutex_unlock(&c->send_lock);
 	}
-	return REAL(shutdown)(fd, how);
+	int rv = REAL(shutdown)(fd, how);
+	if (rv < 0)
+		return rv;
+	if (how == SHUT_RD || how == SHUT_RDWR)
+		atomic_store(&c->rd_shut, true);
+	if (how == SHUT_WR || how == SHUT_RDWR) {
+		pthread_mutex_lock(&c->send_lock);
+		c->wr_shut = true;
+		pthread_mutex_unlock(&c->send_lock);
+	}
+	return 0;
 }
 
 void ts_conn_set_nonblock(struct ts_conn *c, bool on)

@@ -57,5 +57,11 @@ TS_EXPORT FILE *fdopen(int fd, const char *mode)
 		.seek = NULL,
 		.close = cookie_close,
 	};
-	return fopencookie((void *)(intptr_t)fd, mode, io);
+	FILE *f = fopencookie((void *)(intptr_t)fd, mode, io);
+	/* fileno() must still name the socket (programs shutdown(fileno(f))
+	 * or poll it); glibc keeps cookie streams open with any _fileno other
+	 * than -1 and does its I/O through the cookie only. */
+	if (f)
+		f->_fileno = fd;
+	return f;
 }
