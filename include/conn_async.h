@@ -49,9 +49,11 @@ int ts_conn_async_reconnect(struct ts_conn *c, int fd,
  * -1 failed (or not an asynchronous connection in a usable state). */
 int ts_conn_async_step(struct ts_conn *c);
 
-/* The data path's gate: 0 when c may carry data (READY), else -1 with
- * errno (EAGAIN while handshaking). */
-int ts_conn_async_gate(struct ts_conn *c);
+/* The data path's gate: 0 when c may carry data (READY) or the data path
+ * should report its failure (BROKEN), else -1 with errno EAGAIN while
+ * handshaking. A blocking call (socket made blocking since connect, no
+ * MSG_DONTWAIT) waits for the handshake instead. */
+int ts_conn_async_gate(struct ts_conn *c, int flags);
 
 /* getsockopt(fd, SOL_SOCKET, SO_ERROR). */
 int ts_conn_async_so_error(struct ts_conn *c, int fd, void *val,

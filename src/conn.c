@@ -427,7 +427,7 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 		errno = EOPNOTSUPP;
 		return -1;
 	}
-	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c) < 0)
+	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
 		return -1;
 	pthread_mutex_lock(&c->send_lock);
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
@@ -602,7 +602,7 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		errno = EINVAL;
 		return -1;
 	}
-	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c) < 0)
+	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
 		return -1;
 	pthread_mutex_lock(&c->recv_lock);
 	c->recv_gen++;

@@ -86,16 +86,37 @@ static bool try_ref(struct ts_conn *c)
 	return false;
 }
 
-/* The hot conns, referenced; the caller puts each. */
-static size_t hot_snapshot(struct ts_conn **out, size_t max)
+/* The hot conns, referenced, into buf (SNAP_MAX) or, when more are hot, a
+ * heap array the caller frees (*arr != buf); the caller puts each. Every
+ * hot conn must be seen: an internal event let through would tell the
+ * program its fd is connected. */
+static size_t hot_snapshot(struct ts_conn **buf, struct ts_conn ***arr)
 {
-	size_t k = 0;
+	size_t k = 0, max = SNAP_MAX;
+	*arr = buf;
 	pthread_mutex_lock(&hot_lock);
+	unsigned hot = atomic_load(&ts_async_hot);
+	if (hot > SNAP_MAX) {
+		struct ts_conn **big = malloc(hot * sizeof *big);
+		if (big) {
+			*arr = big;
+			max = hot;
+		}
+	}
 	for (struct ts_conn *c = hot_head; c && k < max; c = c->hot_next)
 		if (try_ref(c))
-			out[k++] = c;
+			(*arr)[k++] = c;
 	pthread_mutex_unlock(&hot_lock);
 	return k;
+}
+
+static void snapshot_put(struct ts_conn **buf, struct ts_conn **arr,
+                         size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ts_conn_put(arr[i]);
+	if (arr != buf)
+		free(arr);
 }
 
 static uint32_t hs_interest(const struct ts_conn *c)
@@ -282,14 +303,24 @@ int ts_conn_async_step(struct ts_conn *c)
 	return rv;
 }
 
-int ts_conn_async_gate(struct ts_conn *c)
+int ts_conn_async_gate(struct ts_conn *c, int flags)
 {
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
+
 	if (c->state != TS_CONN_HANDSHAKING)
 		return 0;
-	if (ts_conn_async_step(c) == 1) {
-		/* As the kernel answers on a socket still connecting. */
-		errno = EAGAIN;
-		return -1;
+	while (ts_conn_async_step(c) == 1) {
+		if (nb) {
+			/* As the kernel answers on a socket still connecting. */
+			errno = EAGAIN;
+			return -1;
+		}
+		/* Made blocking since connect: a blocking call waits for the
+		 * connection, bounded by the handshake deadline. */
+		long long left = c->hs_deadline - ts_now_ms();
+		struct pollfd p = {.fd = c->fd, .events = c->hs_want};
+		(void)REAL(poll)(&p, 1, left < 0 ? 0 : left > 60000 ? 60000
+		                                                 : (int)left);
 	}
 	return 0; /* ready, or BROKEN: the data path says which errno */
 }
@@ -401,8 +432,10 @@ int ts_conn_poll_finish(struct pollfd *fds, nfds_t n,
 			if (fds[i].revents || t >= c->hs_deadline)
 				r = ts_conn_async_step(c);
 			short rev = fds[i].revents & POLLNVAL;
-			if (r == 0)
-				rev |= ev & (POLLOUT | POLLWRNORM);
+			if (r == 0) /* and bytes that came with the handshake */
+				rev = ts_conn_revents(c, fds[i].fd, ev,
+				                      rev | (ev & (POLLOUT |
+				                                   POLLWRNORM)));
 			else if (r < 0)
 				rev |= POLLERR | POLLHUP |
 				       (ev & (POLLOUT | POLLWRNORM | POLLIN |
@@ -456,8 +489,8 @@ int ts_conn_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
 long long ts_conn_epoll_prepare(int epfd)
 {
-	struct ts_conn *snap[SNAP_MAX];
-	size_t n = hot_snapshot(snap, SNAP_MAX);
+	struct ts_conn *buf[SNAP_MAX], **snap;
+	size_t n = hot_snapshot(buf, &snap);
 	long long dl = -1, t = ts_now_ms();
 	struct ts_epreg_ent e;
 
@@ -471,29 +504,38 @@ long long ts_conn_epoll_prepare(int epfd)
 			    (dl < 0 || c->hs_deadline < dl))
 				dl = c->hs_deadline;
 		}
-		ts_conn_put(c);
 	}
+	snapshot_put(buf, snap, n);
 	return dl;
 }
 
 int ts_conn_epoll_finish(int epfd, struct epoll_event *evs, int n)
 {
-	struct ts_conn *snap[SNAP_MAX], *mine[SNAP_MAX];
-	uint64_t data[SNAP_MAX];
-	size_t ns = hot_snapshot(snap, SNAP_MAX), nm = 0;
+	struct ts_conn *buf[SNAP_MAX], **snap;
+	size_t ns = hot_snapshot(buf, &snap), nm = 0;
 	struct ts_epreg_ent e;
 	int k = 0;
 
+	/* The hot conns registered in epfd go first in snap, with their
+	 * registration's data alongside. */
+	uint64_t sdata[SNAP_MAX], *data = sdata;
+	if (ns > SNAP_MAX && !(data = malloc(ns * sizeof *data))) {
+		snapshot_put(buf, snap, ns);
+		errno = ENOMEM;
+		return -1;
+	}
 	for (size_t i = 0; i < ns; i++)
 		if (ts_epreg_get(epfd, snap[i]->fd, &e)) {
-			data[nm] = e.data;
-			mine[nm++] = snap[i];
+			struct ts_conn *c = snap[i];
+			snap[i] = snap[nm];
+			snap[nm] = c;
+			data[nm++] = e.data;
 		}
 	for (int i = 0; i < n; i++) {
 		struct ts_conn *c = NULL;
 		for (size_t j = 0; j < nm && !c; j++)
 			if (data[j] == evs[i].data.u64)
-				c = mine[j];
+				c = snap[j];
 		if (c && c->state == TS_CONN_HANDSHAKING) {
 			/* Our own interest fired: advance. On completion or
 			 * failure the program's registration is back and the
@@ -505,7 +547,8 @@ int ts_conn_epoll_finish(int epfd, struct epoll_event *evs, int n)
 			evs[i].events |= EPOLLERR;
 		evs[k++] = evs[i];
 	}
-	for (size_t i = 0; i < ns; i++)
-		ts_conn_put(snap[i]);
+	if (data != sdata)
+		free(data);
+	snapshot_put(buf, snap, ns);
 	return k;
 }

@@ -57,7 +57,7 @@ static int wait_async(enum kind k, int epfd, struct epoll_event *evs,
 		if (rc <= 0 && !(rc == 0 && dl >= 0))
 			return rc;
 		rc = ts_conn_epoll_finish(epfd, evs, rc);
-		if (rc > 0 || (end >= 0 && ts_now_ms() >= end))
+		if (rc != 0 || (end >= 0 && ts_now_ms() >= end))
 			return rc;
 	}
 }

@@ -88,6 +88,12 @@ probe() { # MODE PORT
 	assert_output "ok eagain"
 }
 
+@test "made blocking while handshaking: a blocking send waits for the handshake" {
+	probe blocking-after "$SLOW_PORT"
+	assert_success
+	assert_output "ok blocking-after"
+}
+
 @test "connect again: EALREADY while handshaking, then as the kernel says" {
 	probe twice "$SLOW_PORT"
 	assert_success

@@ -6,6 +6,7 @@
  *     connect returns EINPROGRESS; the wait wakes once, with the fd
  *     writable only after verification; SO_ERROR 0; bytes echo back
  *   eagain     send/recv say EAGAIN and SO_ERROR 0 while handshaking
+ *   blocking-after  made blocking mid-handshake: send waits, then works
  *   twice      connect again: EALREADY, then as the kernel (compared with
  *              a plain socket: 0 then EISCONN)
  *   refused    (untrusted server) POLLOUT|POLLERR, SO_ERROR ECONNREFUSED
@@ -16,6 +17,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -258,6 +260,22 @@ static void mode_twice(void)
 	echo(fd);
 }
 
+/* Made blocking while the handshake is pending: a blocking send waits for
+ * it instead of failing with EAGAIN. */
+static void mode_blocking_after(void)
+{
+	int fd = sock_nb();
+	connect_nb(fd);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		die("fcntl: %s", strerror(errno));
+	if (send(fd, "b\n", 2, MSG_NOSIGNAL) != 2)
+		die("blocking send: %s", strerror(errno));
+	char buf[2];
+	if (recv(fd, buf, 2, MSG_WAITALL) != 2 || memcmp(buf, "b\n", 2))
+		die("blocking recv: %s", strerror(errno));
+}
+
 static void after_failure(int fd)
 {
 	int e = so_error(fd);
@@ -314,6 +332,8 @@ int main(int argc, char **argv)
 		mode_epoll(EPOLLOUT | EPOLLONESHOT, true);
 	else if (!strcmp(m, "eagain"))
 		mode_eagain();
+	else if (!strcmp(m, "blocking-after"))
+		mode_blocking_after();
 	else if (!strcmp(m, "twice"))
 		mode_twice();
 	else if (!strcmp(m, "refused"))
