@@ -44,7 +44,7 @@ io_tls() {
 	shift
 	IO_MODE=tls IO_PORT=$TLS_ECHO IO_DELAY_PORT=$TLS_DELAY \
 	IO_SILENT_PORT=$TLS_SILENT IO_REFUSE_PORT=$TLS_WRONG \
-		run_io 90 "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$IO_BIN/$cl" "$@"
+		IO_TIMEOUT=30 run_io 45 "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$IO_BIN/$cl" "$@"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *" passed, 0 failed"* ]]
 }
@@ -55,7 +55,7 @@ io_plain() {
 	for cl in "io-$1" "io-$1-fortify"; do
 		IO_MODE=plain IO_PORT=$PLAIN_ECHO IO_DELAY_PORT=$PLAIN_DELAY \
 		IO_SILENT_PORT=$PLAIN_SILENT IO_REFUSE_PORT=$PLAIN_CLOSED \
-			run_io 90 "$IO_BIN/$cl"
+			IO_TIMEOUT=30 run_io 45 "$IO_BIN/$cl"
 		[ "$status" -eq 0 ]
 		[[ "$output" == *" passed, 0 failed"* ]]
 	done

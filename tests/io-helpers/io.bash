@@ -65,4 +65,5 @@ run_io() {
 	shift
 	run timeout -k 5 "$t" "$@"
 	printf '%s\n' "$output"
+	[ "$status" -eq 0 ] || echo "exit status $status (124: timed out after ${t}s)"
 }
