@@ -96,7 +96,7 @@ NODE_ECHO='
 '
 
 shim() {
-	run_io 120 "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$@"
+	run_io "${SHIM_T:-120}" "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$@"
 }
 
 sha() {
@@ -203,13 +203,13 @@ sha() {
 # for all of them: 0 ticks).
 @test "node net event loop: 200 concurrent upgraded connections, timer keeps ticking" {
 	require_tool node
-	shim node "$IO_HELPERS/evloop.js" "$SLOW" 200 4096 5
+	SHIM_T=60 shim node "$IO_HELPERS/evloop.js" "$SLOW" 200 4096 5
 	[ "$status" -eq 0 ]
 }
 
 @test "python asyncio event loop: 200 concurrent upgraded connections, ticker keeps running" {
 	require_tool "$PYTHON"
-	shim "$PYTHON" "$IO_HELPERS/evloop.py" "$SLOW" 200 4096 5
+	SHIM_T=60 shim "$PYTHON" "$IO_HELPERS/evloop.py" "$SLOW" 200 4096 5
 	[ "$status" -eq 0 ]
 }
 

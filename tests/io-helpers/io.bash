@@ -65,5 +65,9 @@ run_io() {
 	shift
 	run timeout -k 5 "$t" "$@"
 	printf '%s\n' "$output"
-	[ "$status" -eq 0 ] || echo "exit status $status (124: timed out after ${t}s)"
+	if [ "$status" -eq 124 ]; then
+		echo "timed out after ${t}s"
+	elif [ "$status" -ne 0 ]; then
+		echo "exit status $status"
+	fi
 }
