@@ -5,7 +5,7 @@
 #    against TLS servers the policy selects, and
 #  - without the preload against plain TCP servers: the validation that
 #    each check is right about the kernel's semantics.
-# Servers: tests/io-helpers/ioserver.py (echo; echo delaying ~1 s before
+# Servers: tests/io-helpers/ioserver.py (echo; echo delaying 300 ms before
 # the handshake; silent; a certificate for another name, to be refused).
 
 load io-helpers/io
@@ -15,11 +15,11 @@ setup_file() {
 	sh "$BATS_TEST_DIRNAME/helpers/gencerts.sh" "$IO_DIR/certs"
 	local c="$IO_DIR/certs"
 	export TLS_ECHO=$(io_server tls-echo --cert "$c/good.pem" --key "$c/good.key")
-	export TLS_DELAY=$(io_server tls-delay --delay 1000 --cert "$c/good.pem" --key "$c/good.key")
+	export TLS_DELAY=$(io_server tls-delay --delay 300 --cert "$c/good.pem" --key "$c/good.key")
 	export TLS_SILENT=$(io_server tls-silent --mode silent)
 	export TLS_WRONG=$(io_server tls-wrong --cert "$c/wrongname.pem" --key "$c/wrongname.key")
 	export PLAIN_ECHO=$(io_server plain-echo --plain)
-	export PLAIN_DELAY=$(io_server plain-delay --plain --delay 1000)
+	export PLAIN_DELAY=$(io_server plain-delay --plain --delay 300)
 	export PLAIN_SILENT=$(io_server plain-silent --plain --mode silent)
 	export PLAIN_CLOSED=$(free_port)
 	export IO_HS_TIMEOUT=2
@@ -44,7 +44,7 @@ io_tls() {
 	shift
 	IO_MODE=tls IO_PORT=$TLS_ECHO IO_DELAY_PORT=$TLS_DELAY \
 	IO_SILENT_PORT=$TLS_SILENT IO_REFUSE_PORT=$TLS_WRONG \
-		run_io 90 "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$IO_BIN/$cl" "$@"
+		IO_TIMEOUT=30 run_io 45 "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$IO_BIN/$cl" "$@"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *" passed, 0 failed"* ]]
 }
@@ -55,7 +55,7 @@ io_plain() {
 	for cl in "io-$1" "io-$1-fortify"; do
 		IO_MODE=plain IO_PORT=$PLAIN_ECHO IO_DELAY_PORT=$PLAIN_DELAY \
 		IO_SILENT_PORT=$PLAIN_SILENT IO_REFUSE_PORT=$PLAIN_CLOSED \
-			run_io 90 "$IO_BIN/$cl"
+			IO_TIMEOUT=30 run_io 45 "$IO_BIN/$cl"
 		[ "$status" -eq 0 ]
 		[[ "$output" == *" passed, 0 failed"* ]]
 	done

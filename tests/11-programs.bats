@@ -24,6 +24,8 @@ setup_file() {
 	export TLS_ECHO=$(io_server p-echo --cert "$c/good.pem" --key "$c/good.key")
 	export TLS_WEB=$(io_server p-web --mode http --root "$IO_DIR/www" --cert "$c/good.pem" --key "$c/good.key")
 	export TLS_SLOW=$(io_server p-slow --delay 50-200 --cert "$c/good.pem" --key "$c/good.key")
+	export PLAIN_ECHO=$(io_server p-plain-echo --plain)
+	export PLAIN_WEB=$(io_server p-plain-web --plain --mode http --root "$IO_DIR/www")
 	# the ports the programs are given: nothing listens there
 	export ECHO=$(free_port) WEB=$(free_port) SLOW=$(free_port) REDIS=$(free_port)
 	export TLS_REDIS=$(free_port)
@@ -81,12 +83,42 @@ teardown_file() {
 	io_kill_servers
 }
 
+# node net: send a file, end(), print the sha256 of everything read to EOF.
+NODE_ECHO='
+	const net = require("net"), fs = require("fs"), crypto = require("crypto");
+	const h = crypto.createHash("sha256");
+	const s = net.connect({host: "127.0.0.1", port: +process.argv[1]}, () => {
+		s.end(fs.readFileSync(process.argv[2]));
+	});
+	s.on("data", (d) => h.update(d));
+	s.on("end", () => console.log(h.digest("hex")));
+	s.on("error", (e) => { console.log(e.message); process.exit(1); });
+'
+
 shim() {
-	run_io 120 "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$@"
+	run_io "${SHIM_T:-120}" "$TLSSHIM" -p "$IO_DIR/policy.conf" -- "$@"
 }
 
 sha() {
 	sha256sum <"$1" | cut -d' ' -f1
+}
+
+# The helper clients themselves are right: plain servers, no preload.
+@test "validation: helper clients and event-loop scripts on plain TCP, no preload" {
+	require_tool node
+	run_io 60 "$PYTHON" "$IO_HELPERS/pyclients.py" socket "$PLAIN_ECHO" "$IO_DIR/www/payload"
+	[ "${lines[-1]}" = "$ECHOED_SHA" ]
+	run_io 60 "$PYTHON" "$IO_HELPERS/pyclients.py" asyncio "$PLAIN_ECHO" "$IO_DIR/www/payload"
+	[ "${lines[-1]}" = "$ECHOED_SHA" ]
+	run_io 60 "$PYTHON" "$IO_HELPERS/pyclients.py" http "$PLAIN_WEB" /payload
+	[ "${lines[-1]}" = "$PAYLOAD_SHA" ]
+	run_io 60 node -e "$NODE_ECHO" "$PLAIN_ECHO" "$IO_DIR/www/payload"
+	[ "${lines[-1]}" = "$ECHOED_SHA" ]
+	# plain TCP connects complete at once: no tick count to expect here
+	run_io 60 node "$IO_HELPERS/evloop.js" "$PLAIN_ECHO" 200 4096 0
+	[ "$status" -eq 0 ]
+	run_io 60 "$PYTHON" "$IO_HELPERS/evloop.py" "$PLAIN_ECHO" 200 4096 0
+	[ "$status" -eq 0 ]
 }
 
 @test "curl: http:// URL fetched over TLS (10 MB, sha256)" {
@@ -126,16 +158,7 @@ sha() {
 
 @test "node net: 10 MB echoed, end(), read to EOF" {
 	require_tool node
-	shim node -e '
-		const net = require("net"), fs = require("fs"), crypto = require("crypto");
-		const h = crypto.createHash("sha256");
-		const s = net.connect({host: "127.0.0.1", port: +process.argv[1]}, () => {
-			s.end(fs.readFileSync(process.argv[2]));
-		});
-		s.on("data", (d) => h.update(d));
-		s.on("end", () => console.log(h.digest("hex")));
-		s.on("error", (e) => { console.log(e.message); process.exit(1); });
-	' "$ECHO" "$IO_DIR/www/payload"
+	shim node -e "$NODE_ECHO" "$ECHO" "$IO_DIR/www/payload"
 	[ "$status" -eq 0 ]
 	[ "${lines[-1]}" = "$ECHOED_SHA" ]
 }
@@ -180,13 +203,13 @@ sha() {
 # for all of them: 0 ticks).
 @test "node net event loop: 200 concurrent upgraded connections, timer keeps ticking" {
 	require_tool node
-	shim node "$IO_HELPERS/evloop.js" "$SLOW" 200 4096 2
+	SHIM_T=60 shim node "$IO_HELPERS/evloop.js" "$SLOW" 200 4096 2
 	[ "$status" -eq 0 ]
 }
 
 @test "python asyncio event loop: 200 concurrent upgraded connections, ticker keeps running" {
 	require_tool "$PYTHON"
-	shim "$PYTHON" "$IO_HELPERS/evloop.py" "$SLOW" 200 4096 2
+	SHIM_T=60 shim "$PYTHON" "$IO_HELPERS/evloop.py" "$SLOW" 200 4096 2
 	[ "$status" -eq 0 ]
 }
 

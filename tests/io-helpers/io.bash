@@ -65,4 +65,9 @@ run_io() {
 	shift
 	run timeout -k 5 "$t" "$@"
 	printf '%s\n' "$output"
+	if [ "$status" -eq 124 ]; then
+		echo "timed out after ${t}s"
+	elif [ "$status" -ne 0 ]; then
+		echo "exit status $status"
+	fi
 }

@@ -54,6 +54,8 @@ def echo(conn):
 
 def serve(raw, args, ctx, delay):
     try:
+        # lock-step echo tests must not wait for delayed ACKs (Nagle)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if args.mode == 'silent':
             # hold the socket open until the client goes away
             while raw.recv(65536):

@@ -2,7 +2,7 @@
  * (-1/EINPROGRESS) and the handshake is driven by the program's own
  * poll/epoll/getsockopt/connect calls.
  *
- * Ports: IO_PORT echo server; IO_DELAY_PORT echo server that waits ~1 s
+ * Ports: IO_PORT echo server; IO_DELAY_PORT echo server that waits 300 ms
  * after accept before its first byte (so a TLS handshake is surely still
  * pending); IO_SILENT_PORT accepts and never answers; IO_REFUSE_PORT a
  * server tlsshim must refuse (certificate for another name) - a closed
