@@ -4,6 +4,7 @@
  * of its own (pattern of thread and connection, 1..48 KiB) in pieces while
  * reading the echo back, and checks every byte. An fd mix-up, a corrupted
  * or lost byte, or a deadlock (watchdog) fails. */
+#define _GNU_SOURCE
 #include "stress.h"
 
 static int port, nconns;
