@@ -5,6 +5,14 @@ TLSSHIM=$BUILD/src/tlsshim
 LIB=$BUILD/src/libtlsshim.so
 HELPERS=$BATS_TEST_DIRNAME/helpers
 
+# The sanitizer build in CI (tests/bootstrap.sh step 3): the runtime must
+# come first in every LD_PRELOAD: where a test sets LD_PRELOAD=$LIB, and
+# for the launcher (shim), which keeps it first. Only there: tools such as
+# certtool are not run with it.
+if [ -n "${TLSSHIM_SAN_PRELOAD:-}" ]; then
+	LIB="$TLSSHIM_SAN_PRELOAD $LIB"
+fi
+
 load /usr/lib/bats/bats-support/load
 load /usr/lib/bats/bats-assert/load
 
@@ -74,7 +82,8 @@ run_client() {
 }
 
 shim() {
-	run timeout 30 "$TLSSHIM" "$@"
+	run timeout 30 env ${TLSSHIM_SAN_PRELOAD:+LD_PRELOAD="$TLSSHIM_SAN_PRELOAD"} \
+		"$TLSSHIM" "$@"
 }
 
 # The number of tlsshim error lines in $output.
