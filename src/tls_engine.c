@@ -15,6 +15,8 @@
 #include <gnutls/x509.h>
 
 #include "engine.h"
+#include "tls_cache.h"
+#include "tls_nodelay.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -41,6 +43,8 @@ struct ts_tls {
 	bool bye_sent;
 	/* GnuTLS keeps pointers to these until the handshake verifies. */
 	gnutls_typed_vdata_st vdata[2];
+	struct ts_tls_cache_key ckey; /* resumption (tls_cache.c) */
+	enum ts_nodelay nodelay; /* Nagle around the handshake */
 	char verify_name[256];
 	char reason[512];
 };
@@ -203,6 +207,8 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	t->vdata[1].type = GNUTLS_DT_KEY_PURPOSE_OID;
 	t->vdata[1].data = (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER;
 	gnutls_session_set_verify_cert2(t->s, t->vdata, 2, 0);
+	ts_tls_cache_attach(t->s, &t->ckey, p, default_priority);
+	t->nodelay = ts_nodelay_begin(p->fd);
 	return t;
 gerr:
 	snprintf(err, errlen, "%s", gnutls_strerror(ret));
@@ -267,8 +273,11 @@ static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
 	t->send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 	t->recv_flags = MSG_DONTWAIT;
 	ret = gnutls_handshake(t->s);
-	if (ret == 0)
+	if (ret == 0) {
+		ts_tls_cache_handshake_done(t->s);
+		t->nodelay = ts_nodelay_end(t->pull_fd, t->nodelay);
 		return TS_TLS_OK;
+	}
 	if (ret == GNUTLS_E_AGAIN)
 		return gnutls_record_get_direction(t->s) ? TS_TLS_WANT_WRITE
 		                                         : TS_TLS_WANT_READ;
@@ -318,6 +327,8 @@ static ssize_t tls_send(struct ts_tls *t, int fd, const void *buf,
 	t->push_fd = fd;
 	t->send_flags = flags;
 	ret = gnutls_record_send(t->s, buf, chunk);
+	if (t->nodelay)
+		t->nodelay = ts_nodelay_sent(fd, t->nodelay);
 	if (ret >= 0)
 		return ret;
 	/* The record is encrypted and queued: the bytes are taken, and the
@@ -415,6 +426,8 @@ static void tls_destroy(struct ts_tls *t)
 {
 	if (!t)
 		return;
+	/* A failed handshake: the program's value back on its socket. */
+	(void)ts_nodelay_end(t->pull_fd, t->nodelay);
 	gnutls_deinit(t->s);
 	free(t);
 }

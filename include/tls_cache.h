@@ -1,0 +1,58 @@
+/* TLS session resumption cache of the engine (src/tls_cache.c).
+ *
+ * One per process, bounded (LRU), shared by every thread. A cached session
+ * is used at most once: taking it removes it. GnuTLS does not verify the
+ * server's certificate again when it resumes a session, so an entry is
+ * keyed on everything verification depends on — the rule (and a digest of
+ * its trust material), the SNI, the name verified, the server's address and
+ * port, the priority string. A session obtained while verifying one name
+ * can never be offered for another. When the policy grows a field that
+ * verification or the session's identity depends on (pins, client
+ * identity, ALPN, a per-rule priority), it must be added in key_compute().
+ *
+ * Only libtlsshim-engine.so uses this; it links GnuTLS. */
+#ifndef TS_TLS_CACHE_H
+#define TS_TLS_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <gnutls/gnutls.h>
+
+#include "engine.h"
+
+#define TS_TLS_CACHE_MAX 256 /* sessions kept per process */
+
+struct ts_tls_cache_key {
+	unsigned char h[32]; /* SHA-256 of everything listed above */
+	bool valid;          /* false: this session is never cached */
+};
+
+/* Set up session s (created by the engine for p, with the transport
+ * connected) for resumption: compute its key into k, which must live as
+ * long as s; offer a cached session for that key, if any (it is removed
+ * from the cache); capture the tickets the server sends later. Failure
+ * is never fatal: the handshake is then simply a full one. */
+void ts_tls_cache_attach(gnutls_session_t s, struct ts_tls_cache_key *k,
+                         const struct ts_tls_params *p,
+                         const char *priority);
+
+/* The handshake of s verified: keep a TLS 1.2 session (TLS 1.3 tickets
+ * arrive later and are taken by the hook ts_tls_cache_attach() set). */
+void ts_tls_cache_handshake_done(gnutls_session_t s);
+
+/* For tests. */
+bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
+                              const struct ts_tls_params *p,
+                              const void *peer, size_t peerlen,
+                              const char *priority);
+void ts_tls_cache_put(const struct ts_tls_cache_key *k,
+                      const gnutls_datum_t *data);
+/* The most recent session for k, removed from the cache; the caller
+ * frees out->data with gnutls_free. false when there is none. */
+bool ts_tls_cache_take(const struct ts_tls_cache_key *k,
+                       gnutls_datum_t *out);
+size_t ts_tls_cache_count(void);
+void ts_tls_cache_clear(void);
+
+#endif

@@ -1,0 +1,45 @@
+/* Nagle around the handshake: see tls_nodelay.h. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "tls_nodelay.h"
+
+static int get(int fd)
+{
+	int v = 0;
+	socklen_t l = sizeof v;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) < 0)
+		return -1;
+	return v != 0;
+}
+
+static int set(int fd, int v)
+{
+	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+}
+
+enum ts_nodelay ts_nodelay_begin(int fd)
+{
+	if (get(fd) != 0 || set(fd, 1) < 0)
+		return TS_NODELAY_NONE;
+	return TS_NODELAY_HANDSHAKE;
+}
+
+enum ts_nodelay ts_nodelay_end(int fd, enum ts_nodelay st)
+{
+	if (st != TS_NODELAY_HANDSHAKE)
+		return st;
+	/* Off again, as the program left it. */
+	return set(fd, 0) == 0 ? TS_NODELAY_FIRST : TS_NODELAY_NONE;
+}
+
+enum ts_nodelay ts_nodelay_sent(int fd, enum ts_nodelay st)
+{
+	if (st != TS_NODELAY_FIRST)
+		return TS_NODELAY_NONE;
+	/* The program may have turned it on itself by now: leave it. */
+	if (get(fd) == 0 && set(fd, 1) == 0)
+		(void)set(fd, 0);
+	return TS_NODELAY_NONE;
+}
