@@ -3,7 +3,8 @@
  *   bench-server [-c cert.pem -k key.pem] [-T] -m sink|echo -p PORTFILE
  *
  * Without -c the server speaks plaintext. -T disables session tickets (so
- * every client handshake is a full one). One thread per connection, so one
+ * every client handshake is a full one); -R gives every connection a ticket
+ * key of its own (tickets are issued, but no ticket is ever accepted). One thread per connection, so one
  * process can hold thousands of idle connections (memory bench).
  *
  * sink: the client sends an 8-byte little-endian length, then that many
@@ -29,7 +30,7 @@
 static gnutls_certificate_credentials_t xcred;
 static gnutls_priority_t prio;
 static gnutls_datum_t ticket_key;
-static bool tls, tickets = true, echo;
+static bool tls, tickets = true, echo, rotate;
 
 struct peer {
 	int fd;
@@ -71,6 +72,7 @@ static int peer_write(struct peer *p, const void *buf, size_t len)
 static void *serve(void *arg)
 {
 	struct peer p = {.fd = (int)(intptr_t)arg};
+	gnutls_datum_t own_key = {0};
 	char *buf = malloc(65536);
 	int one = 1;
 
@@ -82,8 +84,13 @@ static void *serve(void *arg)
 		gnutls_init(&p.s, GNUTLS_SERVER);
 		gnutls_priority_set(p.s, prio);
 		gnutls_credentials_set(p.s, GNUTLS_CRD_CERTIFICATE, xcred);
-		if (tickets)
+		if (tickets && rotate) {
+			/* A key of its own: no earlier ticket is valid. */
+			gnutls_session_ticket_key_generate(&own_key);
+			gnutls_session_ticket_enable_server(p.s, &own_key);
+		} else if (tickets) {
 			gnutls_session_ticket_enable_server(p.s, &ticket_key);
+		}
 		gnutls_transport_set_int(p.s, p.fd);
 		gnutls_handshake_set_timeout(p.s, 10000);
 		do
@@ -124,6 +131,7 @@ out:
 		gnutls_bye(p.s, GNUTLS_SHUT_WR);
 		gnutls_deinit(p.s);
 	}
+	gnutls_free(own_key.data);
 	close(p.fd);
 	free(buf);
 	return NULL;
@@ -131,7 +139,7 @@ out:
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench-server [-c CERT -k KEY] [-T] "
+	fprintf(stderr, "usage: bench-server [-c CERT -k KEY] [-T|-R] "
 	                "-m sink|echo -p PORTFILE\n");
 	exit(2);
 }
@@ -141,11 +149,12 @@ int main(int argc, char **argv)
 	const char *cert = NULL, *key = NULL, *portfile = NULL, *mode = NULL;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "c:k:Tm:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:k:TRm:p:")) != -1) {
 		switch (opt) {
 		case 'c': cert = optarg; break;
 		case 'k': key = optarg; break;
 		case 'T': tickets = false; break;
+		case 'R': rotate = true; break;
 		case 'm': mode = optarg; break;
 		case 'p': portfile = optarg; break;
 		default: usage();
