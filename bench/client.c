@@ -10,7 +10,8 @@
  * tlsshim serves. The native client verifies like tlsshim (chain, name,
  * server-auth key purpose, same priority string) and sets TCP_NODELAY, as
  * a careful native client does. Options (native): -a CAFILE -n NAME
- * -r (resume sessions from the previous connection's ticket). */
+ * -r (resume sessions from the previous connection's ticket), -D (leave
+ * Nagle on). Any client: -d sets TCP_NODELAY after connect (experiments). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +36,7 @@
 
 static struct sockaddr_in dest;
 static const char *cafile, *vname;
-static bool resume;
+static bool resume, nodelay_plain, no_nodelay;
 
 static double now(void)
 {
@@ -92,14 +93,19 @@ static void native_init(void)
 
 static void conn_open(struct conn *c)
 {
+	int one = 1;
+
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (c->fd < 0)
 		die("socket");
 	if (connect(c->fd, (void *)&dest, sizeof dest) < 0)
 		die("connect");
+	if (nodelay_plain)
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 #ifdef NATIVE
-	int one = 1, ret;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	int ret;
+	if (!no_nodelay)
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	gnutls_init(&c->s, GNUTLS_CLIENT);
 	gnutls_priority_set_direct(c->s, prio, NULL);
 	gnutls_credentials_set(c->s, GNUTLS_CRD_CERTIFICATE, xcred);
@@ -340,7 +346,7 @@ static void devnull(unsigned long n)
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: bench-client [-a CAFILE -n NAME -r] "
+	        "usage: bench-client [-a CAFILE -n NAME -r -D] [-d] "
 	        "bulk BYTES|connect N|pingpong N|hold N|devnull N "
 	        "[HOST PORT]\n");
 	exit(2);
@@ -350,11 +356,13 @@ int main(int argc, char **argv)
 {
 	int opt;
 
-	while ((opt = getopt(argc, argv, "a:n:r")) != -1) {
+	while ((opt = getopt(argc, argv, "a:n:rdD")) != -1) {
 		switch (opt) {
 		case 'a': cafile = optarg; break;
 		case 'n': vname = optarg; break;
 		case 'r': resume = true; break;
+		case 'd': nodelay_plain = true; break;
+		case 'D': no_nodelay = true; break;
 		default: usage();
 		}
 	}
