@@ -99,6 +99,11 @@ size_t ts_conn_pending(struct ts_conn *c, int fd);
  * waiting in the session. */
 short ts_conn_ready(struct ts_conn *c, short events);
 
+/* What poll should report for c, given what the kernel said (krev):
+ * adds the readiness above, POLLERR for a broken session, and withholds
+ * POLLOUT while a record is still queued. */
+short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev);
+
 /* Forget fd (close, or a new fd took the number): sends close_notify when
  * this was the last reference. */
 void ts_conn_forget(int fd);

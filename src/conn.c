@@ -272,6 +272,14 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		snprintf(why, sizeof why, "out of memory");
 		goto fail;
 	}
+	if (ts_log_level_cur >= TS_LOG_DEBUG) {
+		int fdfl = REAL(fcntl)(fd, F_GETFD);
+		if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
+			ts_debug("%s: fd %d lacks FD_CLOEXEC: a program it "
+			         "survives exec into would see the TLS stream "
+			         "without the session",
+			         dest, fd);
+	}
 	if (ts_log_level_cur >= TS_LOG_INFO) {
 		char desc[128];
 		eng->describe(c->tls, desc, sizeof desc);
@@ -627,6 +635,28 @@ short ts_conn_ready(struct ts_conn *c, short events)
 	    (c->eof || c->state == TS_CONN_BROKEN || c->peek_len ||
 	     eng->pending(c->tls)))
 		r |= POLLIN;
+	if ((events & POLLRDHUP) && c->eof)
+		r |= POLLRDHUP;
+	return r;
+}
+
+short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev)
+{
+	short r = krev | ts_conn_ready(c, events);
+
+	if (c->state == TS_CONN_BROKEN && c->broken_errno != EBADF)
+		r |= POLLERR;
+	/* Writable means our queued record is out: flush it now if the
+	 * kernel has room, else the program would write into a queue. */
+	if ((r & POLLOUT) && eng->send_queued(c->tls)) {
+		if (pthread_mutex_trylock(&c->send_lock) == 0) {
+			(void)eng->flush(c->tls, fd,
+			                 MSG_DONTWAIT | MSG_NOSIGNAL);
+			pthread_mutex_unlock(&c->send_lock);
+		}
+		if (eng->send_queued(c->tls))
+			r &= ~POLLOUT;
+	}
 	return r;
 }
 

@@ -54,19 +54,21 @@ static int poll_impl(struct pollfd *fds, nfds_t n, const struct waiter *w)
 	for (i = 0; i < n; i++)
 		if (fds[i].fd >= 0 && ready_of(fds[i].fd, fds[i].events))
 			ours++;
-	if (!ours)
-		return wait_real(fds, n, w, false);
-	int rc = wait_real(fds, n, w, true);
+	/* Bytes already decrypted: do not wait for the kernel. */
+	int rc = wait_real(fds, n, w, ours > 0);
 	if (rc < 0)
 		return rc;
+	rc = 0;
 	for (i = 0; i < n; i++) {
-		short r = fds[i].fd >= 0 ? ready_of(fds[i].fd, fds[i].events)
-		                         : 0;
-		if (!r)
-			continue;
-		if (!fds[i].revents)
+		struct ts_conn *c = fds[i].fd >= 0 ? ts_conn_get(fds[i].fd)
+		                                   : NULL;
+		if (c) {
+			fds[i].revents = ts_conn_revents(
+				c, fds[i].fd, fds[i].events, fds[i].revents);
+			ts_conn_put(c);
+		}
+		if (fds[i].revents)
 			rc++;
-		fds[i].revents |= r;
 	}
 	return rc;
 }

@@ -1,0 +1,111 @@
+#!/usr/bin/env bats
+# Policy selection, validation and failing closed.
+
+load helpers/common
+
+setup_file() {
+	certs
+	export CERTS
+	tls_server GOOD echo good
+	tls_server GOOD6 echo good --host ::1
+	start_server PLAIN echo --plain
+}
+
+teardown_file() {
+	stop_servers
+}
+
+setup() {
+	require_tool python3
+	P=$BATS_TEST_TMPDIR/p.conf
+}
+
+@test "a missing policy refuses every TCP connection, even unmatched" {
+	run_client env LD_PRELOAD="$LIB" TLSSHIM_POLICY=/nonexistent/p.conf \
+		python3 "$HELPERS/plainclient.py" send 127.0.0.1 "$PLAIN_PORT" x
+	assert_failure
+	assert_output --partial "Connection refused"
+	assert_equal "$(error_lines)" 1
+	assert_output --partial "tlsshim: error: invalid policy: /nonexistent/p.conf"
+}
+
+@test "an invalid policy fails closed the same way" {
+	printf '[r]\nmatch = 99999\n' >"$P"
+	run_client env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$P" \
+		python3 "$HELPERS/plainclient.py" send 127.0.0.1 "$PLAIN_PORT" x
+	assert_failure
+	assert_output --partial "Connection refused"
+	assert_output --regexp "tlsshim: error: invalid policy: $P:2:[0-9]+: "
+}
+
+@test "the launcher refuses an invalid policy with path:line:col, exit 2" {
+	printf 'log-level = loud\n[r]\nmatch = 1\nfrobnicate = yes\n' >"$P"
+	shim -p "$P" -- true
+	assert_equal "$status" 2
+	assert_output --partial "$P:1:"
+	assert_output --partial "$P:4:1: unknown key 'frobnicate'"
+}
+
+@test "--check: 0 for a valid policy, 1 and every error for a bad one" {
+	printf '[r]\nmatch = 443\nca-file = %s\n' "$CERTS/ca.pem" >"$P"
+	shim --check "$P"
+	assert_success
+	assert_output ""
+	printf '[r]\nsni = x\n[s]\nmatch = 1\nca-file = /nonexistent.pem\n' >"$P"
+	shim --check "$P"
+	assert_equal "$status" 1
+	assert_output --partial "$P:1:"
+	assert_output --partial "$P:5:"
+}
+
+@test "an empty ca-file is a policy error (GnuTLS would load 0 anchors)" {
+	: >"$BATS_TEST_TMPDIR/empty.pem"
+	printf '[r]\nmatch = 443\nca-file = empty.pem\n' >"$P"
+	shim --check "$P"
+	assert_equal "$status" 1
+	assert_output --partial "$P:3:"
+}
+
+@test "no sni: the IP literal is verified against the IP SAN (IPv4)" {
+	printf '[r]\nmatch = 127.0.0.1:%s\nca-file = %s\n' "$GOOD_PORT" \
+		"$CERTS/ca.pem" >"$P"
+	shim -p "$P" -- python3 "$HELPERS/plainclient.py" send 127.0.0.1 \
+		"$GOOD_PORT" ipv4-literal
+	assert_success
+	assert_output "ipv4-literal"
+}
+
+@test "IPv6: [::1] verified against its IP SAN" {
+	printf '[r]\nmatch = [::1]:%s\nca-file = %s\n' "$GOOD6_PORT" \
+		"$CERTS/ca.pem" >"$P"
+	shim -p "$P" -- python3 "$HELPERS/plainclient.py" send ::1 \
+		"$GOOD6_PORT" ipv6-literal
+	assert_success
+	assert_output "ipv6-literal"
+}
+
+@test "policy found by program name in TLSSHIM_POLICY_DIR" {
+	mkdir -p "$BATS_TEST_TMPDIR/dir"
+	printf '[r]\nmatch = 127.0.0.1:%s\nca-file = %s\n' "$GOOD_PORT" \
+		"$CERTS/ca.pem" >"$BATS_TEST_TMPDIR/dir/python3.conf"
+	run_client env LD_PRELOAD="$LIB" TLSSHIM_POLICY_DIR="$BATS_TEST_TMPDIR/dir" \
+		python3 "$HELPERS/plainclient.py" send 127.0.0.1 "$GOOD_PORT" by-name
+	assert_success
+	assert_output "by-name"
+	# Proof it went through TLS: the same client without the policy dir
+	# speaks plaintext to a TLS server and gets nothing sensible back.
+	run_client env LD_PRELOAD="$LIB" TLSSHIM_POLICY_DIR=/nonexistent \
+		python3 "$HELPERS/plainclient.py" send 127.0.0.1 "$GOOD_PORT" by-name
+	refute_output "by-name"
+}
+
+@test "the current directory is never searched" {
+	mkdir -p "$BATS_TEST_TMPDIR/cwd"
+	printf '[r]\nmatch = 99999\n' >"$BATS_TEST_TMPDIR/cwd/python3.conf"
+	printf 'broken\n' >"$BATS_TEST_TMPDIR/cwd/default.conf"
+	cd "$BATS_TEST_TMPDIR/cwd"
+	run_client env LD_PRELOAD="$LIB" TLSSHIM_POLICY_DIR=/nonexistent \
+		python3 "$HELPERS/plainclient.py" send 127.0.0.1 "$PLAIN_PORT" plain
+	assert_success
+	assert_output "plain"
+}

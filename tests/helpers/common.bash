@@ -1,0 +1,81 @@
+# Shared by the bats suites: paths, tools, servers on free loopback ports,
+# clients under a timeout.
+BUILD=${TLSSHIM_BUILD_DIR:-$BATS_TEST_DIRNAME/../build}
+TLSSHIM=$BUILD/src/tlsshim
+LIB=$BUILD/src/libtlsshim.so
+HELPERS=$BATS_TEST_DIRNAME/helpers
+
+load /usr/lib/bats/bats-support/load
+load /usr/lib/bats/bats-assert/load
+
+# A test that needs a missing tool fails; it never skips.
+require_tool() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 ||
+			fail "required tool '$t' is not installed"
+	done
+}
+
+# Certificates once per file, in the file's temporary directory.
+certs() {
+	CERTS=$BATS_FILE_TMPDIR/certs
+	sh "$HELPERS/gencerts.sh" "$CERTS"
+}
+
+# start_server NAME MODE [tlsserver.py args...]: exports NAME_PORT and
+# records the PID for stop_servers. Waits at most 10 s for the port.
+start_server() {
+	local name=$1 mode=$2
+	shift 2
+	local pf=$BATS_FILE_TMPDIR/$name.port
+	rm -f "$pf"
+	python3 "$HELPERS/tlsserver.py" --mode "$mode" --port-file "$pf" \
+		--max-seconds 300 "$@" 3>&- \
+		2>>"$BATS_FILE_TMPDIR/$name.log" &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	local i
+	for i in $(seq 100); do
+		[ -s "$pf" ] && break
+		sleep 0.1
+	done
+	[ -s "$pf" ] || fail "server $name did not start"
+	eval "${name}_PORT=\$(cat \"\$pf\")"
+	export "${name}_PORT"
+}
+
+# tls_server NAME MODE CERTNAME [args]: a TLS server with CERTNAME.pem.
+tls_server() {
+	local name=$1 mode=$2 cert=$3
+	shift 3
+	start_server "$name" "$mode" --cert "$CERTS/$cert.pem" \
+		--key "$CERTS/$cert.key" "$@"
+}
+
+stop_servers() {
+	local pid
+	[ -f "$BATS_FILE_TMPDIR/pids" ] || return 0
+	while read -r pid; do
+		kill "$pid" 2>/dev/null || true
+	done <"$BATS_FILE_TMPDIR/pids"
+	rm -f "$BATS_FILE_TMPDIR/pids"
+}
+
+# write_policy FILE: the policy text comes on stdin.
+write_policy() {
+	cat >"$1"
+}
+
+# Every client runs under a timeout.
+run_client() {
+	run timeout 30 "$@"
+}
+
+shim() {
+	run timeout 30 "$TLSSHIM" "$@"
+}
+
+# The number of tlsshim error lines in $output.
+error_lines() {
+	printf '%s\n' "$output" | grep -c '^tlsshim: error: ' || true
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""A loopback test server: TLS (default) or plain, several modes.
+
+  echo        echo everything until EOF
+  http        answer one HTTP/1.x request with a fixed body, then close
+  sha256      read 'LEN\\n' then LEN bytes; answer the hex sha256
+  record      append everything received (decrypted) to --record
+  raw-record  plain TCP: write the first bytes a client sends to --record
+  silent      accept and never answer
+
+The chosen port is written atomically to --port-file once listening. The
+server exits by itself after --max-seconds."""
+import argparse
+import hashlib
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--mode", required=True,
+               choices="echo http sha256 record raw-record silent".split())
+p.add_argument("--cert")
+p.add_argument("--key")
+p.add_argument("--plain", action="store_true")
+p.add_argument("--host", default="127.0.0.1")
+p.add_argument("--port-file", required=True)
+p.add_argument("--record")
+p.add_argument("--max-seconds", type=float, default=120)
+a = p.parse_args()
+
+ctx = None
+if not a.plain and a.mode != "raw-record":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(a.cert, a.key)
+lock = threading.Lock()
+
+
+def recv_exact(c, n):
+    buf = bytearray()
+    while len(buf) < n:
+        d = c.recv(min(1 << 20, n - len(buf)))
+        if not d:
+            break
+        buf += d
+    return bytes(buf)
+
+
+def serve(c):
+    if a.mode == "silent":
+        time.sleep(a.max_seconds)
+        return
+    if a.mode == "raw-record":
+        c.settimeout(5)
+        try:
+            data = c.recv(4096)
+        except OSError:
+            data = b""
+        with lock, open(a.record, "ab") as f:
+            f.write(data)
+        return
+    if ctx:
+        c = ctx.wrap_socket(c, server_side=True)
+    if a.mode == "echo":
+        while True:
+            d = c.recv(1 << 16)
+            if not d:
+                break
+            c.sendall(d)
+    elif a.mode == "http":
+        req = b""
+        while b"\r\n\r\n" not in req:
+            d = c.recv(4096)
+            if not d:
+                return
+            req += d
+        path = req.split(b" ")[1] if b" " in req else b"?"
+        body = b"hello from the tls server, path " + path + b"\n"
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                  b"Connection: close\r\n\r\n" % len(body) + body)
+    elif a.mode == "sha256":
+        line = b""
+        while not line.endswith(b"\n"):
+            d = c.recv(1)
+            if not d:
+                return
+            line += d
+        data = recv_exact(c, int(line))
+        c.sendall(hashlib.sha256(data).hexdigest().encode() + b"\n")
+    elif a.mode == "record":
+        while True:
+            d = c.recv(1 << 16)
+            if not d:
+                break
+            with lock, open(a.record, "ab") as f:
+                f.write(d)
+    try:
+        c.unwrap() if ctx else None
+    except (OSError, ValueError):
+        pass
+    c.close()
+
+
+def handle(c):
+    try:
+        serve(c)
+    except (OSError, ssl.SSLError, ValueError) as e:
+        print("tlsserver: %s" % e, file=sys.stderr, flush=True)
+    finally:
+        c.close()
+
+
+fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.bind((a.host, 0))
+s.listen(128)
+tmp = a.port_file + ".tmp"
+with open(tmp, "w") as f:
+    f.write("%d\n" % s.getsockname()[1])
+os.rename(tmp, a.port_file)
+deadline = time.monotonic() + a.max_seconds
+while time.monotonic() < deadline:
+    s.settimeout(max(0.1, deadline - time.monotonic()))
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        break
+    c.settimeout(None)
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
