@@ -5,85 +5,78 @@
 # certificate again); a session the server refuses costs one full
 # handshake, never the connection.
 #
-# Server: bench/bench-server (GnuTLS, TLS 1.3, issues session tickets), with
-# a certificate for a.test only. BUILD_DIR is set by tests/meson.build.
+# Server: bench/bench-server (GnuTLS, TLS 1.3, issues session tickets;
+# -R: a ticket key per connection, so no ticket is ever accepted), with
+# good.pem from helpers/gencerts.sh (localhost, 127.0.0.1, ::1).
 
-setup_file() {
-	: "${BUILD_DIR:?BUILD_DIR must name the meson build directory}"
-	export LIB=$BUILD_DIR/src/libtlsshim.so
-	export SERVER=$BUILD_DIR/bench/bench-server
-	export CLIENT=$BUILD_DIR/bench/bench-client
-	command -v certtool >/dev/null || {
-		echo "certtool (gnutls-bin) is required" >&2
-		return 1
-	}
-	local d=$BATS_FILE_TMPDIR
-	printf 'cn = "resumption test CA"\nca\ncert_signing_key\nexpiration_days = 2\n' >"$d/ca.tmpl"
-	printf 'cn = "a.test"\ndns_name = "a.test"\ntls_www_server\nsigning_key\nexpiration_days = 2\n' >"$d/srv.tmpl"
-	certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 \
-		--outfile "$d/ca.key" 2>/dev/null
-	certtool --generate-self-signed --load-privkey "$d/ca.key" \
-		--template "$d/ca.tmpl" --outfile "$d/ca.pem" 2>/dev/null
-	certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 \
-		--outfile "$d/srv.key" 2>/dev/null
-	certtool --generate-certificate --load-privkey "$d/srv.key" \
-		--load-ca-certificate "$d/ca.pem" --load-ca-privkey "$d/ca.key" \
-		--template "$d/srv.tmpl" --outfile "$d/srv.pem" 2>/dev/null
-	start "$d/tickets" -c "$d/srv.pem" -k "$d/srv.key" -m echo
-	start "$d/rotate" -c "$d/srv.pem" -k "$d/srv.key" -m echo -R
-}
+load helpers/common
 
-# start NAME ARGS...: a server on a free port, its port in NAME.port.
-start() {
+SERVER=$BUILD/bench/bench-server
+CLIENT=$BUILD/bench/bench-client
+
+# bench_server NAME ARGS...: exports NAME_PORT.
+bench_server() {
 	local name=$1
 	shift
-	"$SERVER" -p "$name.port" "$@" 3>&- &
-	echo $! >"$name.pid"
+	local pf=$BATS_FILE_TMPDIR/$name.port
+	"$SERVER" -p "$pf" -m echo -c "$CERTS/good.pem" -k "$CERTS/good.key" \
+		"$@" 3>&- 2>>"$BATS_FILE_TMPDIR/$name.log" &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
 	local i
 	for i in $(seq 100); do
-		[ -s "$name.port" ] && return 0
-		sleep 0.05
+		[ -s "$pf" ] && break
+		sleep 0.1
 	done
-	echo "server $name did not start" >&2
-	return 1
+	[ -s "$pf" ] || fail "server $name did not start"
+	eval "${name}_PORT=\$(cat \"\$pf\")"
+	export "${name}_PORT"
+}
+
+setup_file() {
+	[ -x "$SERVER" ] && [ -x "$CLIENT" ] ||
+		fail "bench/ programs not built in $BUILD"
+	certs
+	export CERTS
+	bench_server TICKETS
+	bench_server ROTATE -R
 }
 
 teardown_file() {
-	local f
-	for f in "$BATS_FILE_TMPDIR"/*.pid; do
-		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null
-	done
-	return 0
+	stop_servers
 }
 
-port() { cat "$BATS_FILE_TMPDIR/$1.port"; }
+setup() {
+	require_tool python3 certtool
+}
 
-# policy FILE SERVER: rule a (sni a.test) for the server's own port, rule
-# b (sni b.test) for 127.0.0.1:1, which tls-port sends to the same server.
+# policy PORT: rule a (sni localhost) for the server's own port; rule b
+# (sni b.test, which the certificate does not name) for 127.0.0.1:1,
+# sent by tls-port to the same server.
 policy() {
-	cat >"$1" <<-EOF
+	P=$BATS_TEST_TMPDIR/p.conf
+	cat >"$P" <<-EOF
 	[a]
-	match = 127.0.0.1:$(port "$2")
-	sni = a.test
-	ca-file = $BATS_FILE_TMPDIR/ca.pem
+	match = 127.0.0.1:$1
+	sni = localhost
+	ca-file = $CERTS/ca.pem
 
 	[b]
 	match = 127.0.0.1:1
 	sni = b.test
-	ca-file = $BATS_FILE_TMPDIR/ca.pem
-	tls-port = $(port "$2")
+	ca-file = $CERTS/ca.pem
+	tls-port = $1
 	EOF
 }
 
-shim() {
-	LD_PRELOAD=$LIB TLSSHIM_POLICY=$POLICY TLSSHIM_LOG=info \
+under() {
+	run env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$P" TLSSHIM_LOG=info \
 		timeout 30 "$@"
 }
 
-# One process, connects in order to each port given; per connect a line
+# One process connecting in order to each port given; per connect a line
 # "ok" (one byte echoed) or the errno name.
 multi() {
-	shim python3 -c '
+	under python3 -c '
 import errno, socket, sys
 for p in sys.argv[1:]:
     s = socket.socket()
@@ -98,39 +91,35 @@ for p in sys.argv[1:]:
 ' "$@"
 }
 
-@test "the second and later connects resume the session" {
-	POLICY=$BATS_TEST_TMPDIR/p.conf
-	policy "$POLICY" tickets
-	run shim "$CLIENT" connect 3 127.0.0.1 "$(port tickets)"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "$(grep -c 'TLS1.3 [^,]*, verified' <<<"$output")" -eq 3 ]
-	[ "$(grep -c ' resumed, verified' <<<"$output")" -eq 2 ]
+count() { # PATTERN: matching lines of $output
+	grep -c -- "$1" <<<"$output" || true
 }
 
-@test "a session verified for a.test never resumes for a rule verifying b.test" {
-	POLICY=$BATS_TEST_TMPDIR/p.conf
-	policy "$POLICY" tickets
-	local p
-	p=$(port tickets)
-	run multi "$p" 1 "$p"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	# a.test: full handshake; b.test: refused (the certificate does not
-	# name it), not resumed; a.test again: resumes the ticket b left.
+@test "the second and later connects resume the session" {
+	policy "$TICKETS_PORT"
+	under "$CLIENT" connect 3 127.0.0.1 "$TICKETS_PORT"
+	assert_success
+	[ "$(count 'TLS1.3 [^,]*, verified')" -eq 3 ]
+	[ "$(count ' resumed, verified')" -eq 2 ]
+}
+
+@test "a session verified for localhost never resumes for a rule verifying b.test" {
+	policy "$TICKETS_PORT"
+	multi "$TICKETS_PORT" 1 "$TICKETS_PORT"
+	assert_success
+	# a: full handshake; b: refused (the certificate does not name
+	# b.test), not resumed; a again: resumes the session b did not take.
 	[ "$(grep -v '^tlsshim:' <<<"$output" | tr '\n' ' ')" = "ok ECONNREFUSED ok " ]
-	grep -q "tlsshim: error: b 127.0.0.1:1 (b.test): .*name in the certificate does not match" <<<"$output"
-	! grep -q 'b.test.*resumed' <<<"$output"
-	[ "$(grep -c ' resumed, verified' <<<"$output")" -eq 1 ]
-	grep -q "rule a 127.0.0.1:$p (a.test): TLS1.3 .* resumed, verified" <<<"$output"
+	assert_output --partial "tlsshim: error: b 127.0.0.1:1 (b.test): The certificate is NOT trusted. The name in the certificate does not match the expected."
+	refute_output --partial "(b.test): TLS1.3"
+	[ "$(count ' resumed, verified')" -eq 1 ]
+	assert_output --regexp "rule a 127.0.0.1:$TICKETS_PORT \(localhost\): TLS1.3 [^,]* resumed, verified"
 }
 
 @test "a session the server refuses falls back to one full handshake" {
-	POLICY=$BATS_TEST_TMPDIR/p.conf
-	policy "$POLICY" rotate
-	run shim "$CLIENT" connect 3 127.0.0.1 "$(port rotate)"
-	echo "$output"
-	[ "$status" -eq 0 ]
-	[ "$(grep -c 'TLS1.3 AES-256-GCM, verified' <<<"$output")" -eq 3 ]
-	! grep -q resumed <<<"$output"
+	policy "$ROTATE_PORT"
+	under "$CLIENT" connect 3 127.0.0.1 "$ROTATE_PORT"
+	assert_success
+	[ "$(count 'TLS1.3 AES-256-GCM, verified')" -eq 3 ]
+	refute_output --partial resumed
 }
