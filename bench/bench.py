@@ -20,9 +20,11 @@ import tempfile
 import time
 
 FULL = dict(bulk=1 << 30, connect=2000, pingpong=20000, startup=200,
-            devnull=1000000, callgrind=100000, hold=1000, repeat=5)
+            devnull=1000000, callgrind=100000, hold=1000, eventloop=500,
+            repeat=5)
 QUICK = dict(bulk=64 << 20, connect=200, pingpong=2000, startup=30,
-             devnull=100000, callgrind=20000, hold=200, repeat=3)
+             devnull=100000, callgrind=20000, hold=200, eventloop=100,
+             repeat=3)
 TIMEOUT = 300
 
 
@@ -241,7 +243,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int)
     ap.add_argument("--only", default="bulk,connect,pingpong,startup,"
-                    "untouched,memory")
+                    "untouched,memory,eventloop")
     ap.add_argument("--out", help="also write the markdown here")
     args = ap.parse_args()
     b = Bench(args)
@@ -298,6 +300,12 @@ def main():
             log("memory ...")
             for l in memory(b):
                 emit(l)
+        if "eventloop" in only:
+            log("eventloop ...")
+            s = b.alternate(eventloop(b), "secs")
+            table("issue 4: %d concurrent connects in one asyncio loop"
+                  % P["eventloop"], s, "s", "%.3f", {},
+                  base="python ssl (asyncio)")
     finally:
         b.stop()
     head = describe(b, args)
@@ -391,6 +399,22 @@ def memory(b):
     return ["| memory: RSS per idle connection (%d held) | %s | %.1f KiB | "
             "| %s |" % (n, k, s[k][0], "≤ 64" if k == "tlsshim" else "")
             for k in s]
+
+
+def eventloop(b):
+    """Issue 4: N concurrent connects (+1 byte echoed) in one asyncio loop;
+    tlsshim vs the same loop using Python's ssl module (full handshakes)."""
+    py = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      "eventloop.py")
+    n, srv = str(b.p["eventloop"]), "tls-echo-full"
+    return {
+        "plaintext": lambda: b.run(["python3", py, "plain", n, str(
+            b.port["plain-echo"])]),
+        "python ssl (asyncio)": lambda: b.run(
+            ["python3", py, "ssl", n, str(b.port[srv]), b.ca]),
+        "tlsshim": lambda: b.run(["python3", py, "plain", n,
+                                  str(b.port[srv])], b.shim_env(srv)),
+    }
 
 
 def describe(b, args):
