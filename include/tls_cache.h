@@ -21,7 +21,8 @@
 
 #include "engine.h"
 
-#define TS_TLS_CACHE_MAX 256 /* sessions kept per process */
+#define TS_TLS_CACHE_MAX 256  /* sessions kept per process */
+#define TS_TLS_CACHE_PER_KEY 4 /* per key: servers send several tickets */
 
 struct ts_tls_cache_key {
 	unsigned char h[32]; /* SHA-256 of everything listed above */

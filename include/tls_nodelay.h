@@ -17,7 +17,7 @@
  * the first write after the handshake is pushed out by turning
  * TCP_NODELAY on and off again right after it is queued (setting it
  * pushes pending frames); from then on the program's own setting rules,
- * Nagle included. Cost: five setsockopt/getsockopt calls per connection. */
+ * Nagle included. Cost: six getsockopt/setsockopt calls per connection. */
 #ifndef TS_TLS_NODELAY_H
 #define TS_TLS_NODELAY_H
 

@@ -101,11 +101,18 @@ void ts_tls_cache_put(const struct ts_tls_cache_key *k,
 	if (!tail)
 		tail = e;
 	count++;
-	struct entry *old = NULL;
-	if (count > TS_TLS_CACHE_MAX) {
+	/* Over the bound for this key (one busy destination must not push
+	 * every other out), else over the whole bound: the oldest goes. */
+	struct entry *old = NULL, *x;
+	size_t same = 0;
+	for (x = head; x; x = x->next)
+		if (memcmp(x->key, e->key, sizeof e->key) == 0 &&
+		    ++same > TS_TLS_CACHE_PER_KEY)
+			old = x; /* the last, thus oldest, of its key */
+	if (!old && count > TS_TLS_CACHE_MAX)
 		old = tail;
+	if (old)
 		unlink_entry(old);
-	}
 	pthread_mutex_unlock(&lock);
 	if (old)
 		free_entry(old);

@@ -112,15 +112,34 @@ int main(void)
 	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 2);
 	gnutls_free(out.data);
 
-	/* Bounded: the oldest goes. */
+	/* Bounded per key: the oldest of the key goes, others stay. */
 	d = blob(9);
-	ts_tls_cache_put(&other, &d); /* the oldest */
-	for (int i = 0; i < TS_TLS_CACHE_MAX; i++) {
+	ts_tls_cache_put(&other, &d);
+	for (int i = 0; i < TS_TLS_CACHE_PER_KEY + 3; i++) {
 		d = blob((unsigned char)i);
 		ts_tls_cache_put(&base, &d);
 	}
+	CHECK(ts_tls_cache_count() == TS_TLS_CACHE_PER_KEY + 1);
+	for (int i = TS_TLS_CACHE_PER_KEY + 2; i >= 3; i--) {
+		CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == i);
+		gnutls_free(out.data);
+	}
+	CHECK(!ts_tls_cache_take(&base, &out));
+	CHECK(ts_tls_cache_take(&other, &out) && out.data[0] == 9);
+	gnutls_free(out.data);
+
+	/* Bounded in all: the oldest goes. */
+	static struct ts_rule many[TS_TLS_CACHE_MAX + 1];
+	struct ts_tls_cache_key first =
+		key(&many[0], "x", "x", peer_a, sizeof peer_a, prio);
+	for (int i = 0; i <= TS_TLS_CACHE_MAX; i++) {
+		struct ts_tls_cache_key k =
+			key(&many[i], "x", "x", peer_a, sizeof peer_a, prio);
+		d = blob((unsigned char)i);
+		ts_tls_cache_put(&k, &d);
+	}
 	CHECK(ts_tls_cache_count() == TS_TLS_CACHE_MAX);
-	CHECK(!ts_tls_cache_take(&other, &out));
+	CHECK(!ts_tls_cache_take(&first, &out));
 	ts_tls_cache_clear();
 	CHECK(ts_tls_cache_count() == 0);
 
