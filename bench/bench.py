@@ -295,7 +295,8 @@ def main():
                   "%.1f", {"tlsshim": "≤ 1.10"})
         if "startup" in only:
             log("startup ...")
-            emit(startup(b))
+            for l in startup(b):
+                emit(l)
         if "untouched" in only:
             log("untouched ...")
             for l in untouched(b):
@@ -343,9 +344,31 @@ def startup(b):
                 t[j].append(time.perf_counter() - t0)
         t = [med(x) * 1e3 for x in t]
         how = "fork/exec loop, %d runs" % n
-    return ("| start-up (`env [LD_PRELOAD=libtlsshim.so] true`, %s) | "
-            "preload ÷ none | %.2f ms vs %.2f ms | %.2f | ≤ 1.10 |"
-            % (how, t[0], t[1], t[0] / t[1]))
+    out = ["| start-up (`env [LD_PRELOAD=libtlsshim.so] true`, %s) | "
+           "preload ÷ none | %.2f ms vs %.2f ms | %.2f | ≤ 1.10 |"
+           % (how, t[0], t[1], t[0] / t[1])]
+    vg = shutil.which("valgrind")
+    if vg:
+        ir = []
+        for env in ({"LD_PRELOAD": b.preload,
+                     "TLSSHIM_POLICY": b.policy["tls-echo"]}, {}):
+            ir.append(callgrind_total(b, [vg, "--tool=callgrind"], env,
+                                      [shutil.which("true")]))
+        out.append("| start-up, user-space instructions (callgrind, `true`) "
+                   "| preload ÷ none | %d vs %d Ir | %.2f | |"
+                   % (ir[0], ir[1], ir[0] / ir[1]))
+    return out
+
+
+def callgrind_total(b, vg, env, argv):
+    f = os.path.join(b.tmp, "cg.out")
+    e = dict(os.environ)
+    e.pop("LD_PRELOAD", None)
+    e.update(env)
+    subprocess.run(vg + ["--callgrind-out-file=" + f] + argv, env=e,
+                   check=True, capture_output=True, timeout=TIMEOUT)
+    tot = [l for l in open(f) if l.startswith(("summary:", "totals:"))]
+    return int(tot[-1].split()[1])
 
 
 def untouched(b):
@@ -368,16 +391,9 @@ def untouched(b):
     n = b.p["callgrind"]
     ir = {}
     for k, env in (("without", {}), ("with", pre)):
-        f = os.path.join(b.tmp, "cg.%s" % k)
-        e = dict(os.environ)
-        e.pop("LD_PRELOAD", None)
-        e.update(env)
-        subprocess.run([vg, "--tool=callgrind", "--callgrind-out-file=" + f,
-                        "--toggle-collect=devnull_loop", b.client, "devnull",
-                        str(n)], env=e, check=True, capture_output=True,
-                       timeout=TIMEOUT)
-        tot = [l for l in open(f) if l.startswith(("summary:", "totals:"))]
-        ir[k] = int(tot[-1].split()[1])
+        ir[k] = callgrind_total(
+            b, [vg, "--tool=callgrind", "--toggle-collect=devnull_loop"],
+            env, [b.client, "devnull", str(n)])
     d = (ir["with"] - ir["without"]) / n
     out.append("| untouched fd: user-space instructions per write (callgrind, "
                "%d writes) | preload − none | %.1f vs %.1f Ir | +%.1f | ≤ +10 |"
