@@ -10,7 +10,9 @@
  * verification or the session's identity depends on (pins, client
  * identity, ALPN, a per-rule priority), it must be added in key_compute().
  *
- * Only libtlsshim-engine.so uses this; it links GnuTLS. */
+ * Only libtlsshim-engine.so uses this; it links GnuTLS. It owns the
+ * session's user pointer (gnutls_session_set_ptr) and its
+ * NEW_SESSION_TICKET handshake hook. */
 #ifndef TS_TLS_CACHE_H
 #define TS_TLS_CACHE_H
 

@@ -1,9 +1,12 @@
 /* The resumption cache: keys separate everything verification depends on;
- * a session is taken once; the cache is bounded and evicts the oldest. */
+ * a session is taken once; the cache is bounded and evicts the oldest; a
+ * forked child starts empty. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tls_cache.h"
 
@@ -148,6 +151,21 @@ int main(void)
 	ts_tls_cache_put(&bad, &d);
 	CHECK(ts_tls_cache_count() == 0);
 	CHECK(!ts_tls_cache_take(&bad, &out));
+
+	/* A forked child starts empty: a ticket is used by one process. */
+	d = blob(7);
+	ts_tls_cache_put(&base, &d);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(ts_tls_cache_count() == 0 &&
+		              !ts_tls_cache_take(&base, &out)
+		          ? 0
+		          : 1);
+	int st = -1;
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	      WEXITSTATUS(st) == 0);
+	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 7);
+	gnutls_free(out.data);
 
 	printf("%d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;
