@@ -7,6 +7,10 @@
  * State machine of one connection:
  *   (socket) --connect matched--> HANDSHAKING --verified--> READY
  *   HANDSHAKING --any failure--> (fd disconnected, entry removed, ECONNREFUSED)
+ * A non-blocking connect returns EINPROGRESS and leaves the entry installed
+ * in HANDSHAKING (src/conn_async.c): no program byte passes (EAGAIN) while
+ * the handshake advances inside the program's own calls; a failure there
+ * keeps the entry as BROKEN with failed set and SO_ERROR = ECONNREFUSED.
  *   READY --peer close_notify/EOF--> READY with eof set (reads return 0)
  *   READY --fatal TLS error--> BROKEN (every call fails with the saved errno)
  *   any --last close--> close_notify sent without blocking, entry freed */
@@ -56,6 +60,15 @@ struct ts_conn {
 	size_t peek_len, peek_cap;
 	char dest[64];  /* "ip:port" for messages */
 	char name[256]; /* the name verified */
+	/* Asynchronous connect (src/conn_async.c, include/conn_async.h). */
+	bool async;            /* connected by a non-blocking connect */
+	unsigned char phase;   /* TS_ASYNC_* while HANDSHAKING */
+	bool failed;           /* the asynchronous handshake failed */
+	short hs_want;         /* POLLIN/POLLOUT the handshake waits for */
+	int so_error;          /* SO_ERROR still to report, 0 if none */
+	long long hs_deadline; /* CLOCK_MONOTONIC ms */
+	struct ts_conn *hot_next, *hot_prev; /* handshaking/failed list */
+	bool hot;
 };
 
 /* The process's policy state, set once by the constructor. */

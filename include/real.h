@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -63,7 +64,14 @@
 	X(ssize_t, __read_chk, (int, void *, size_t, size_t))              \
 	X(ssize_t, __recv_chk, (int, void *, size_t, size_t, int))         \
 	X(int, __poll_chk, (struct pollfd *, nfds_t, int, size_t))         \
-	X(int, ioctl, (int, unsigned long, ...))
+	X(int, ioctl, (int, unsigned long, ...))                           \
+	X(int, getsockopt, (int, int, int, void *, socklen_t *))           \
+	X(int, epoll_ctl, (int, int, int, struct epoll_event *))           \
+	X(int, epoll_wait, (int, struct epoll_event *, int, int))          \
+	X(int, epoll_pwait, (int, struct epoll_event *, int, int,          \
+	                     const sigset_t *))                            \
+	X(int, epoll_pwait2, (int, struct epoll_event *, int,              \
+	                      const struct timespec *, const sigset_t *))
 
 struct ts_real {
 #define TS_REAL_FIELD(ret, name, args) ret(*name) args;

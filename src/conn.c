@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "conn.h"
+#include "conn_async.h"
 #include "engine.h"
 #include "engine_load.h"
 #include "log.h"
@@ -31,6 +32,7 @@ static void conn_destroy(struct ts_fdent *e)
 {
 	struct ts_conn *c = (struct ts_conn *)e;
 
+	ts_conn_async_unlist(c);
 	if (c->tls)
 		eng->destroy(c->tls);
 	free(c->stage);
@@ -210,6 +212,13 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		return 1;
 	/* Already upgraded: the kernel would say EISCONN. */
 	struct ts_conn *old = ts_conn_get(fd);
+	if (old && old->async) {
+		int k = ts_conn_async_reconnect(old, fd, sa, len, result);
+		ts_conn_put(old);
+		if (k == 0)
+			return 0;
+		old = NULL; /* failed and reported: a fresh attempt */
+	}
 	if (old) {
 		ts_conn_put(old);
 		errno = EISCONN;
@@ -249,6 +258,14 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	snprintf(c->name, sizeof c->name, "%s", name);
 	int fl = REAL(fcntl)(fd, F_GETFL);
 	c->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+	if (c->nonblock) {
+		/* The event loop must not wait for the network here. */
+		if (ts_conn_async_start(c, &target.sa, len, result, why,
+		                        sizeof why) < 0)
+			goto fail;
+		ts_conn_put(c); /* the table holds it now */
+		return 0;
+	}
 
 	if (tcp_connect(fd, &target.sa, len, deadline, why, sizeof why) < 0)
 		goto fail;
@@ -373,6 +390,8 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 		errno = EOPNOTSUPP;
 		return -1;
 	}
+	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c) < 0)
+		return -1;
 	pthread_mutex_lock(&c->send_lock);
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);
@@ -544,6 +563,8 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		errno = EINVAL;
 		return -1;
 	}
+	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c) < 0)
+		return -1;
 	pthread_mutex_lock(&c->recv_lock);
 	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
 		set_lost(c);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "epreg.h"
 #include "hooks.h"
 #include "real.h"
 
@@ -18,6 +19,7 @@ TS_EXPORT int close(int fd)
 {
 	if (atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
 		ts_conn_forget(fd);
+	ts_epreg_forget_fd(fd);
 	return REAL(close)(fd);
 }
 

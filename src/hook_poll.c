@@ -2,13 +2,18 @@
  * bytes inside the TLS session while its socket is not readable, so those
  * fds are reported readable without waiting. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <time.h>
 #include <string.h>
 #include <sys/select.h>
 
+#include <stdlib.h>
+
 #include "conn.h"
+#include "conn_async.h"
 #include "hooks.h"
 #include "real.h"
 
@@ -45,12 +50,63 @@ static int wait_real(struct pollfd *fds, nfds_t n, const struct waiter *w,
 	return REAL(poll)(fds, n, ms);
 }
 
+/* While asynchronous handshakes are pending (conn_async.h): the real
+ * waits are on what each handshake waits for, bounded by the earliest
+ * handshake deadline, and repeated while they only advanced handshakes. */
+static int wait_ms(struct pollfd *fds, nfds_t n, const struct waiter *w,
+                   long long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	if (w->is_ppoll)
+		return REAL(ppoll)(fds, n, ms < 0 ? NULL : &ts, w->mask);
+	return REAL(poll)(fds, n, (int)ms);
+}
+
+static int poll_async(struct pollfd *fds, nfds_t n, const struct waiter *w)
+{
+	struct ts_poll_save small[64], *saved = small;
+	long long end = -1;
+	int rc;
+
+	if (n > 64 && !(saved = malloc(n * sizeof *saved))) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (w->timeout)
+		end = ts_now_ms() + w->timeout->tv_sec * 1000 +
+		      (w->timeout->tv_nsec + 999999) / 1000000;
+	for (;;) {
+		long long dl, t = end, ms = -1;
+		bool now;
+		ts_conn_poll_prepare(fds, n, saved, &dl, &now);
+		if (dl >= 0 && (t < 0 || dl < t))
+			t = dl;
+		if (now)
+			t = 0;
+		if (t >= 0) {
+			ms = t ? t - ts_now_ms() : 0;
+			if (ms < 0)
+				ms = 0;
+			if (ms > INT_MAX)
+				ms = INT_MAX;
+		}
+		rc = ts_conn_poll_finish(fds, n, saved, wait_ms(fds, n, w, ms));
+		if (rc != 0 || (end >= 0 && ts_now_ms() >= end))
+			break;
+	}
+	if (saved != small)
+		free(saved);
+	return rc;
+}
+
 static int poll_impl(struct pollfd *fds, nfds_t n, const struct waiter *w)
 {
 	nfds_t i, ours = 0;
 
 	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
 		return wait_real(fds, n, w, false);
+	if (atomic_load_explicit(&ts_async_hot, memory_order_relaxed))
+		return poll_async(fds, n, w);
 	for (i = 0; i < n; i++)
 		if (fds[i].fd >= 0 && ready_of(fds[i].fd, fds[i].events))
 			ours++;
@@ -111,6 +167,68 @@ TS_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n,
 	return ppoll(fds, n, t, mask);
 }
 
+/* select and pselect while asynchronous handshakes are pending: the same
+ * translation as poll's, through ppoll. */
+static int select_async(int nfds, fd_set *r, fd_set *w, fd_set *e,
+                        const struct timespec *t, const sigset_t *mask,
+                        bool is_pselect, struct timeval *tv)
+{
+	struct pollfd pf[FD_SETSIZE];
+	struct timespec ts;
+	nfds_t k = 0;
+	int fd, count = 0;
+
+	if (nfds < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
+		short ev = (r && FD_ISSET(fd, r) ? POLLIN : 0) |
+		           (w && FD_ISSET(fd, w) ? POLLOUT : 0) |
+		           (e && FD_ISSET(fd, e) ? POLLPRI : 0);
+		if (ev)
+			pf[k++] = (struct pollfd){.fd = fd, .events = ev};
+	}
+	if (!is_pselect && tv) {
+		ts.tv_sec = tv->tv_sec;
+		ts.tv_nsec = tv->tv_usec * 1000L;
+		t = &ts;
+	}
+	struct waiter wt = {.timeout = t, .mask = is_pselect ? mask : NULL,
+	                    .is_ppoll = true};
+	int rc = poll_async(pf, k, &wt);
+	if (rc < 0)
+		return rc;
+	for (nfds_t i = 0; i < k; i++) {
+		if (pf[i].revents & POLLNVAL) {
+			errno = EBADF;
+			return -1;
+		}
+	}
+	if (r)
+		FD_ZERO(r);
+	if (w)
+		FD_ZERO(w);
+	if (e)
+		FD_ZERO(e);
+	for (nfds_t i = 0; i < k; i++) {
+		short ev = pf[i].events, rev = pf[i].revents;
+		if ((ev & POLLIN) && (rev & (POLLIN | POLLHUP | POLLERR))) {
+			FD_SET(pf[i].fd, r);
+			count++;
+		}
+		if ((ev & POLLOUT) && (rev & (POLLOUT | POLLERR))) {
+			FD_SET(pf[i].fd, w);
+			count++;
+		}
+		if ((ev & POLLPRI) && (rev & POLLPRI)) {
+			FD_SET(pf[i].fd, e);
+			count++;
+		}
+	}
+	return count;
+}
+
 /* select and pselect: fds with decrypted bytes waiting are readable. */
 static int select_impl(int nfds, fd_set *r, fd_set *w, fd_set *e,
                        const struct timespec *t, const sigset_t *mask,
@@ -120,6 +238,9 @@ static int select_impl(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	int fd, ours = 0;
 	static const struct timespec ts0;
 	struct timeval tv0 = {0, 0};
+
+	if (atomic_load_explicit(&ts_async_hot, memory_order_relaxed))
+		return select_async(nfds, r, w, e, t, mask, is_pselect, tv);
 
 	if (atomic_load_explicit(&ts_fd_live, memory_order_relaxed) && r) {
 		FD_ZERO(&ready);

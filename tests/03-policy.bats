@@ -9,6 +9,7 @@ setup_file() {
 	tls_server GOOD echo good
 	tls_server GOOD6 echo good --host ::1
 	start_server PLAIN echo --plain
+	start_server PLAIN6 echo --plain --host ::1
 }
 
 teardown_file() {
@@ -35,13 +36,68 @@ setup() {
 		python3 "$HELPERS/plainclient.py" send 127.0.0.1 "$PLAIN_PORT" x
 	assert_failure
 	assert_output --partial "Connection refused"
+	assert_equal "$(error_lines)" 1
 	assert_output --regexp "tlsshim: error: invalid policy: $P:2:[0-9]+: "
+}
+
+# connects.py: three TCP connects (IPv4, IPv4, IPv6) to a plain server,
+# then a UDP connect and an AF_UNIX pair, printing the outcome of each.
+connects() {
+	cat >"$BATS_TEST_TMPDIR/connects.py" <<-'EOF'
+	import errno, socket, sys
+	def attempt(what, fam, typ, addr):
+	    s = socket.socket(fam, typ)
+	    s.settimeout(10)
+	    try:
+	        s.connect(addr)
+	        print(what, "connected")
+	    except OSError as e:
+	        print(what, errno.errorcode.get(e.errno, e.errno))
+	    s.close()
+	p4, p6 = int(sys.argv[1]), int(sys.argv[2])
+	for i in (1, 2):
+	    attempt("tcp4", socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", p4))
+	attempt("tcp6", socket.AF_INET6, socket.SOCK_STREAM, ("::1", p6))
+	attempt("udp4", socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", p4))
+	a, b = socket.socketpair()
+	a.sendall(b"unix"); print("unix", b.recv(4).decode())
+	EOF
+	run_client env LD_PRELOAD="$LIB" "$@" python3 \
+		"$BATS_TEST_TMPDIR/connects.py" "$PLAIN_PORT" "$PLAIN6_PORT"
+}
+
+@test "failing closed refuses every IP TCP connect, logs once, spares UDP/unix" {
+	connects TLSSHIM_POLICY=/nonexistent/p.conf
+	assert_success
+	assert_line "tcp4 ECONNREFUSED"
+	assert_line "tcp6 ECONNREFUSED"
+	refute_line "tcp4 connected"
+	assert_line "udp4 connected"
+	assert_line "unix unix"
+	assert_equal "$(error_lines)" 1
+	printf 'log-level = loud\n' >"$P"
+	connects TLSSHIM_POLICY="$P"
+	assert_line "tcp4 ECONNREFUSED"
+	assert_line "tcp6 ECONNREFUSED"
+	refute_line "tcp4 connected"
+	assert_line "udp4 connected"
+	assert_equal "$(error_lines)" 1
+}
+
+@test "control: without a policy the same connects all succeed" {
+	printf '# no rules\n' >"$P"
+	connects TLSSHIM_POLICY="$P"
+	assert_success
+	refute_line "tcp4 ECONNREFUSED"
+	assert_line "tcp6 connected"
+	assert_equal "$(error_lines)" 0
 }
 
 @test "the launcher refuses an invalid policy with path:line:col, exit 2" {
 	printf 'log-level = loud\n[r]\nmatch = 1\nfrobnicate = yes\n' >"$P"
-	shim -p "$P" -- true
+	shim -p "$P" -- touch "$BATS_TEST_TMPDIR/ran"
 	assert_equal "$status" 2
+	[ ! -e "$BATS_TEST_TMPDIR/ran" ] || fail "the command ran"
 	assert_output --partial "$P:1:"
 	assert_output --partial "$P:4:1: unknown key 'frobnicate'"
 }

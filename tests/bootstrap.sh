@@ -11,7 +11,7 @@ what=${1:-test}
 
 # Everything the build, the demonstration and the tests use.
 packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
-  bats bats-assert bats-support python3 curl wget socat
+  bats bats-assert bats-support python3 curl wget socat nodejs
   netcat-openbsd ncat binutils procps"
 
 missing=

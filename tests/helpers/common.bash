@@ -19,8 +19,10 @@ require_tool() {
 
 # Certificates once per file, in the file's temporary directory.
 certs() {
+	require_tool certtool python3 timeout
 	CERTS=$BATS_FILE_TMPDIR/certs
-	sh "$HELPERS/gencerts.sh" "$CERTS"
+	sh "$HELPERS/gencerts.sh" "$CERTS" ||
+		fail "gencerts.sh failed in $CERTS"
 }
 
 # start_server NAME MODE [tlsserver.py args...]: exports NAME_PORT and

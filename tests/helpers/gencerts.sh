@@ -8,7 +8,7 @@
 #   unknownca.pem/.key      signed by a CA nobody trusts (other-ca.pem)
 #   selfsigned.pem/.key     self-signed localhost
 #   noserverauth.pem/.key   signed by the CA, TLS client purpose only
-# Idempotent: an existing ca.pem means the set is complete.
+# Idempotent: noserverauth.pem, written last, means the set is complete.
 set -eu
 dir=$1
 mkdir -p "$dir"

@@ -6,7 +6,7 @@
   sha256      read 'LEN\\n' then LEN bytes; answer the hex sha256
   record      append everything received (decrypted) to --record
   raw-record  plain TCP: write the first bytes a client sends to --record
-  silent      accept and never answer
+  silent      accept and never answer (no TLS, so a handshake hangs)
 
 The chosen port is written atomically to --port-file once listening. The
 server exits by itself after --max-seconds."""
@@ -24,7 +24,10 @@ p.add_argument("--mode", required=True,
                choices="echo http sha256 record raw-record silent".split())
 p.add_argument("--cert")
 p.add_argument("--key")
-p.add_argument("--plain", action="store_true")
+tls = p.add_mutually_exclusive_group()
+tls.add_argument("--tls", dest="plain", action="store_false",
+                 default=False, help="TLS (the default)")
+tls.add_argument("--plain", action="store_true")
 p.add_argument("--host", default="127.0.0.1")
 p.add_argument("--port-file", required=True)
 p.add_argument("--record")
@@ -32,7 +35,8 @@ p.add_argument("--max-seconds", type=float, default=120)
 a = p.parse_args()
 
 ctx = None
-if not a.plain and a.mode != "raw-record":
+# raw-record and silent never handshake: no certificate needed.
+if not a.plain and a.mode not in ("raw-record", "silent"):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(a.cert, a.key)
 lock = threading.Lock()
