@@ -27,18 +27,26 @@
 #define TS_TLS_CACHE_PER_KEY 4 /* per key: servers send several tickets */
 
 struct ts_tls_cache_key {
-	unsigned char h[32]; /* SHA-256 of everything listed above */
-	bool valid;          /* false: this session is never cached */
+	unsigned char h[32];   /* SHA-256 of everything listed above */
+	unsigned char pre[32]; /* the same without the peer address */
+	int fd;                /* where the peer address is read */
+	bool pending;          /* the peer address is still to be added */
+	bool valid;            /* false: this session is never cached */
 };
 
-/* Set up session s (created by the engine for p, with the transport
- * connected) for resumption: compute its key into k, which must live as
- * long as s; offer a cached session for that key, if any (it is removed
- * from the cache); capture the tickets the server sends later. Failure
- * is never fatal: the handshake is then simply a full one. */
+/* Set up session s (created by the engine for p) for resumption: the
+ * key's parts known now go into k, which must live as long as s; the
+ * tickets the server sends later are captured. Failure is never fatal:
+ * the handshake is then simply a full one. */
 void ts_tls_cache_attach(gnutls_session_t s, struct ts_tls_cache_key *k,
                          const struct ts_tls_params *p,
                          const char *priority);
+
+/* Before each handshake step (cheap after the first): once the TCP
+ * connection is up (an asynchronous connect may still be in progress at
+ * create time), complete the key with the server's address and offer a
+ * cached session for it, if any (it is removed from the cache). */
+void ts_tls_cache_begin(gnutls_session_t s);
 
 /* The handshake of s verified: keep a TLS 1.2 session (TLS 1.3 tickets
  * arrive later and are taken by the hook ts_tls_cache_attach() set). */

@@ -173,18 +173,17 @@ static int add_str(gnutls_hash_hd_t h, const char *s)
 	return add(h, s, s ? strlen(s) : 0);
 }
 
-bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
-                              const struct ts_tls_params *p,
-                              const void *peer, size_t peerlen,
-                              const char *priority)
+/* Everything but the peer address, into k->pre. */
+static bool key_pre(struct ts_tls_cache_key *k, const struct ts_tls_params *p,
+                    const char *priority)
 {
-	static const char version[] = "tlsshim session key 1";
+	static const char version[] = "tlsshim session key 2";
 	const struct ts_rule *r = p->rule;
 	gnutls_hash_hd_t h;
 	int bad = 0;
 
 	k->valid = false;
-	if (!r || !p->verify_name || !peer || !peerlen)
+	if (!r || !p->verify_name)
 		return false;
 	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
 		return false;
@@ -193,13 +192,36 @@ bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
 	bad |= add_str(h, r->name);
 	bad |= add_str(h, p->sni);
 	bad |= add_str(h, p->verify_name);
-	bad |= add(h, peer, peerlen); /* family, address, port */
 	bad |= add_str(h, r->ca_file);
 	bad |= add(h, r->ca.data, r->ca.len); /* NULL: the system store */
 	bad |= add_str(h, priority);
+	gnutls_hash_deinit(h, k->pre);
+	return bad == 0;
+}
+
+/* k->pre and the peer's family, address and port, into k->h. */
+static bool key_final(struct ts_tls_cache_key *k, const void *peer,
+                      size_t peerlen)
+{
+	gnutls_hash_hd_t h;
+	int bad = 0;
+
+	k->valid = false;
+	if (!peer || !peerlen || gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		return false;
+	bad |= add(h, k->pre, sizeof k->pre);
+	bad |= add(h, peer, peerlen);
 	gnutls_hash_deinit(h, k->h);
 	k->valid = bad == 0;
 	return k->valid;
+}
+
+bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
+                              const struct ts_tls_params *p,
+                              const void *peer, size_t peerlen,
+                              const char *priority)
+{
+	return key_pre(k, p, priority) && key_final(k, peer, peerlen);
 }
 
 /* The address and port alone: sin_zero and the like stay out. */
@@ -256,16 +278,29 @@ static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when,
 void ts_tls_cache_attach(gnutls_session_t s, struct ts_tls_cache_key *k,
                          const struct ts_tls_params *p, const char *priority)
 {
-	unsigned char peer[32];
-	size_t n = peer_bytes(p->fd, peer, sizeof peer);
-	gnutls_datum_t d;
-
-	if (!n || !ts_tls_cache_key_compute(k, p, peer, n, priority))
+	k->pending = false;
+	if (!key_pre(k, p, priority))
 		return;
+	k->fd = p->fd;
+	k->pending = true;
 	gnutls_session_set_ptr(s, k);
 	gnutls_handshake_set_hook_function(s,
 	                                   GNUTLS_HANDSHAKE_NEW_SESSION_TICKET,
 	                                   GNUTLS_HOOK_POST, ticket_hook);
+}
+
+void ts_tls_cache_begin(gnutls_session_t s)
+{
+	struct ts_tls_cache_key *k = gnutls_session_get_ptr(s);
+	unsigned char peer[32];
+	gnutls_datum_t d;
+
+	if (!k || !k->pending)
+		return;
+	k->pending = false;
+	size_t n = peer_bytes(k->fd, peer, sizeof peer);
+	if (!n || !key_final(k, peer, n))
+		return;
 	if (ts_tls_cache_take(k, &d)) {
 		/* A session the server no longer accepts costs nothing but
 		 * the full handshake GnuTLS then does in the same

@@ -270,6 +270,7 @@ static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
 {
 	int ret;
 
+	ts_tls_cache_begin(t->s);
 	t->send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 	t->recv_flags = MSG_DONTWAIT;
 	ret = gnutls_handshake(t->s);

@@ -103,6 +103,27 @@ count() { # PATTERN: matching lines of $output
 	[ "$(count ' resumed, verified')" -eq 2 ]
 }
 
+@test "a non-blocking connect (asyncio) resumes too" {
+	policy "$TICKETS_PORT"
+	under python3 -c '
+import asyncio, sys
+async def main(port):
+    for _ in range(3):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"x")
+        await w.drain()
+        assert await r.readexactly(1) == b"x"
+        w.close()
+        await w.wait_closed()
+    print("done")
+asyncio.run(main(int(sys.argv[1])))
+' "$TICKETS_PORT"
+	assert_success
+	assert_line done
+	[ "$(count 'TLS1.3 [^,]*, verified')" -eq 3 ]
+	[ "$(count ' resumed, verified')" -eq 2 ]
+}
+
 @test "a session verified for localhost never resumes for a rule verifying b.test" {
 	policy "$TICKETS_PORT"
 	multi "$TICKETS_PORT" 1 "$TICKETS_PORT"
