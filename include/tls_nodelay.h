@@ -11,26 +11,32 @@
  *      no session ticket again has nothing to send first.
  * A plain TCP client meets neither: its first segment goes out at once.
  *
- * So: TCP_NODELAY is on during the handshake (only if the program had it
- * off), and the program's value is restored before connect() returns, so
- * getsockopt() by the program always sees its own value. The record of
+ * So each handshake step (one call into GnuTLS) runs with TCP_NODELAY on
+ * when the program has it off, and the program's value is back before the
+ * step returns: the program never sees our value (no sockopt hook is
+ * needed), and a value it sets between steps — an asynchronous connect
+ * returns EINPROGRESS before the handshake — is respected. The record of
  * the first write after the handshake is pushed out by turning
  * TCP_NODELAY on and off again right after it is queued (setting it
- * pushes pending frames); from then on the program's own setting rules,
- * Nagle included. Cost: six getsockopt/setsockopt calls per connection. */
+ * pushes pending frames). From then on the program's own setting rules,
+ * Nagle included. Cost: three get/setsockopt calls per handshake step
+ * (two or three steps) and three at the first write. */
 #ifndef TS_TLS_NODELAY_H
 #define TS_TLS_NODELAY_H
 
+#include <stdbool.h>
+
 enum ts_nodelay {
-	TS_NODELAY_NONE = 0,      /* nothing to do (the program set it) */
-	TS_NODELAY_HANDSHAKE = 1, /* on for the handshake; restore after */
-	TS_NODELAY_FIRST = 2,     /* restored; push the first write */
+	TS_NODELAY_NONE = 0,  /* nothing to do (the program set it) */
+	TS_NODELAY_FIRST = 1, /* handshake done with Nagle on: push the
+	                         first write */
 };
 
-/* Before the handshake. Returns the state to keep. */
-enum ts_nodelay ts_nodelay_begin(int fd);
-/* The handshake finished (or failed): restore the program's value. */
-enum ts_nodelay ts_nodelay_end(int fd, enum ts_nodelay st);
+/* Before a handshake step: true when we turned TCP_NODELAY on. */
+bool ts_nodelay_step(int fd);
+/* After it: restores the program's value if step said true. Returns the
+ * state to keep (FIRST when done and the program has Nagle on). */
+enum ts_nodelay ts_nodelay_step_end(int fd, bool on, bool done);
 /* A record of the program's data was just queued on fd. */
 enum ts_nodelay ts_nodelay_sent(int fd, enum ts_nodelay st);
 

@@ -208,7 +208,6 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	t->vdata[1].data = (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER;
 	gnutls_session_set_verify_cert2(t->s, t->vdata, 2, 0);
 	ts_tls_cache_attach(t->s, &t->ckey, p, default_priority);
-	t->nodelay = ts_nodelay_begin(p->fd);
 	return t;
 gerr:
 	snprintf(err, errlen, "%s", gnutls_strerror(ret));
@@ -273,10 +272,11 @@ static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
 	ts_tls_cache_begin(t->s);
 	t->send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 	t->recv_flags = MSG_DONTWAIT;
+	bool nd = ts_nodelay_step(t->push_fd);
 	ret = gnutls_handshake(t->s);
+	t->nodelay = ts_nodelay_step_end(t->push_fd, nd, ret == 0);
 	if (ret == 0) {
 		ts_tls_cache_handshake_done(t->s);
-		t->nodelay = ts_nodelay_end(t->pull_fd, t->nodelay);
 		return TS_TLS_OK;
 	}
 	if (ret == GNUTLS_E_AGAIN)
@@ -427,8 +427,6 @@ static void tls_destroy(struct ts_tls *t)
 {
 	if (!t)
 		return;
-	/* A failed handshake: the program's value back on its socket. */
-	(void)ts_nodelay_end(t->pull_fd, t->nodelay);
 	gnutls_deinit(t->s);
 	free(t);
 }

@@ -19,19 +19,17 @@ static int set(int fd, int v)
 	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
 }
 
-enum ts_nodelay ts_nodelay_begin(int fd)
+bool ts_nodelay_step(int fd)
 {
-	if (get(fd) != 0 || set(fd, 1) < 0)
-		return TS_NODELAY_NONE;
-	return TS_NODELAY_HANDSHAKE;
+	return get(fd) == 0 && set(fd, 1) == 0;
 }
 
-enum ts_nodelay ts_nodelay_end(int fd, enum ts_nodelay st)
+enum ts_nodelay ts_nodelay_step_end(int fd, bool on, bool done)
 {
-	if (st != TS_NODELAY_HANDSHAKE)
-		return st;
-	/* Off again, as the program left it. */
-	return set(fd, 0) == 0 ? TS_NODELAY_FIRST : TS_NODELAY_NONE;
+	if (!on)
+		return TS_NODELAY_NONE;
+	(void)set(fd, 0); /* off again, as the program has it */
+	return done ? TS_NODELAY_FIRST : TS_NODELAY_NONE;
 }
 
 enum ts_nodelay ts_nodelay_sent(int fd, enum ts_nodelay st)

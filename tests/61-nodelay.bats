@@ -61,3 +61,25 @@ print("nodelay", int(a), int(b), int(g()))
 	assert_success
 	assert_line "nodelay 1 1 1"
 }
+
+@test "TCP_NODELAY set during an asynchronous handshake is kept" {
+	run timeout 30 env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$P" \
+		TLSSHIM_LOG=info python3 -c '
+import errno, select, socket, sys
+s = socket.socket()
+s.setblocking(False)
+assert s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == errno.EINPROGRESS
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while not select.select([], [s], [], 10)[1]:
+    pass
+assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+g = lambda: s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+a = g()
+s.setblocking(True)
+s.sendall(b"x"); assert s.recv(1) == b"x"
+print("nodelay", int(a), int(g()))
+' "$GOOD_PORT"
+	assert_success
+	assert_output --partial "verified"
+	assert_line "nodelay 1 1"
+}
