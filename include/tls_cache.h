@@ -8,7 +8,7 @@
  * port, the priority string. A session obtained while verifying one name
  * can never be offered for another. When the policy grows a field that
  * verification or the session's identity depends on (pins, client
- * identity, ALPN, a per-rule priority), it must be added in key_compute().
+ * identity, ALPN, a per-rule priority), it must be added in key_pre().
  *
  * Only libtlsshim-engine.so uses this; it links GnuTLS. It owns the
  * session's user pointer (gnutls_session_set_ptr) and its
