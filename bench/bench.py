@@ -229,16 +229,24 @@ class Bench:
         for r in range(self.p["repeat"]):
             order = names[r % len(names):] + names[:r % len(names)]
             for k in order:
-                out[k].append(variants[k]()[key])
+                try:
+                    out[k].append(variants[k]()[key])
+                except (RuntimeError, subprocess.TimeoutExpired,
+                        KeyError) as e:
+                    out[k].append(None)
+                    self.notes.append("%s failed in round %d: %s"
+                                      % (k, r + 1, str(e)[:300]))
         return out
 
 
 def med(x):
+    x = [v for v in x if v is not None]
     return statistics.median(x) if x else float("nan")
 
 
 def ratios(samples, base, k):
-    return med([a / b for a, b in zip(samples[k], samples[base])])
+    return med([a / b for a, b in zip(samples[k], samples[base])
+                if a is not None and b])
 
 
 def main():
