@@ -18,6 +18,8 @@
 #include <gnutls/x509.h>
 
 #include "engine.h"
+#include "tls_cache.h"
+#include "tls_nodelay.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -55,6 +57,8 @@ struct ts_tls {
 	bool bye_sent;
 	/* GnuTLS keeps pointers to these until the handshake verifies. */
 	gnutls_typed_vdata_st vdata[2];
+	struct ts_tls_cache_key ckey; /* resumption (tls_cache.c) */
+	enum ts_nodelay nodelay; /* Nagle around the handshake */
 	char verify_name[256];
 	char reason[512];
 	const struct ts_rule *rule;
@@ -412,6 +416,9 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	t->vdata[1].type = GNUTLS_DT_KEY_PURPOSE_OID;
 	t->vdata[1].data = (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER;
 	gnutls_session_set_verify_cert2(t->s, t->vdata, 2, 0);
+	ts_tls_cache_attach(t->s, &t->ckey, p,
+	                    p->rule->priority ? p->rule->priority
+	                                      : base_priority);
 	return t;
 gerr:
 	snprintf(err, errlen, "%s", gnutls_strerror(ret));
@@ -587,12 +594,17 @@ static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
 {
 	int ret;
 
+	ts_tls_cache_begin(t->s);
 	t->send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 	t->recv_flags = MSG_DONTWAIT;
+	bool nd = ts_nodelay_step(t->push_fd);
 	ret = gnutls_handshake(t->s);
+	t->nodelay = ts_nodelay_step_end(t->push_fd, nd, ret == 0);
 	if (ret == 0) {
-		if (after_handshake(t) == 0)
+		if (after_handshake(t) == 0) {
+			ts_tls_cache_handshake_done(t->s);
 			return TS_TLS_OK;
+		}
 		(void)gnutls_alert_send(t->s, GNUTLS_AL_FATAL,
 		                        GNUTLS_A_BAD_CERTIFICATE);
 		snprintf(err, errlen, "%s", t->reason);
@@ -648,6 +660,8 @@ static ssize_t tls_send(struct ts_tls *t, int fd, const void *buf,
 	t->push_fd = fd;
 	t->send_flags = flags;
 	ret = gnutls_record_send(t->s, buf, chunk);
+	if (t->nodelay)
+		t->nodelay = ts_nodelay_sent(fd, t->nodelay);
 	if (ret >= 0)
 		return ret;
 	/* The record is encrypted and queued: the bytes are taken, and the

@@ -1,0 +1,172 @@
+/* The resumption cache: keys separate everything verification depends on;
+ * a session is taken once; the cache is bounded and evicts the oldest; a
+ * forked child starts empty. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tls_cache.h"
+
+static int npass, nfail;
+
+#define CHECK(cond)                                                       \
+	do {                                                              \
+		if (cond) {                                               \
+			npass++;                                          \
+		} else {                                                  \
+			nfail++;                                          \
+			fprintf(stderr, "%s:%d: FAIL: %s\n", __FILE__,    \
+			        __LINE__, #cond);                         \
+		}                                                         \
+	} while (0)
+
+static const char prio[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+static const unsigned char peer_a[] = {0, 2, 127, 0, 0, 1, 0x1f, 0x90};
+static const unsigned char peer_b[] = {0, 2, 127, 0, 0, 1, 0x1f, 0x91};
+
+static struct ts_tls_cache_key key(const struct ts_rule *r, const char *sni,
+                                   const char *name, const void *peer,
+                                   size_t peerlen, const char *pr)
+{
+	struct ts_tls_params p = {.fd = -1, .rule = r, .sni = sni,
+	                          .verify_name = name};
+	struct ts_tls_cache_key k;
+	CHECK(ts_tls_cache_key_compute(&k, &p, peer, peerlen, pr));
+	return k;
+}
+
+static bool same(struct ts_tls_cache_key a, struct ts_tls_cache_key b)
+{
+	return memcmp(a.h, b.h, sizeof a.h) == 0;
+}
+
+static gnutls_datum_t blob(unsigned char v)
+{
+	static unsigned char b[4];
+	memset(b, v, sizeof b);
+	return (gnutls_datum_t){b, sizeof b};
+}
+
+int main(void)
+{
+	struct ts_rule r1 = {.name = "one", .sni = "a.test",
+	                     .ca_file = "/ca.pem",
+	                     .ca = {(unsigned char *)"PEM1", 4}};
+	struct ts_rule r2 = r1; /* same contents, another rule */
+	struct ts_rule r3 = r1;
+	r3.ca.data = (unsigned char *)"PEM2"; /* other trust material */
+	struct ts_rule r4 = r1;
+	r4.ca.data = NULL; /* the system store */
+	r4.ca.len = 0;
+
+	struct ts_tls_cache_key base =
+		key(&r1, "a.test", "a.test", peer_a, sizeof peer_a, prio);
+	/* Stable. */
+	CHECK(same(base, key(&r1, "a.test", "a.test", peer_a, sizeof peer_a,
+	                     prio)));
+	/* Every input separates. */
+	CHECK(!same(base, key(&r1, "a.test", "b.test", peer_a, sizeof peer_a,
+	                      prio)));
+	CHECK(!same(base, key(&r1, "b.test", "a.test", peer_a, sizeof peer_a,
+	                      prio)));
+	CHECK(!same(base, key(&r1, NULL, "a.test", peer_a, sizeof peer_a,
+	                      prio)));
+	CHECK(!same(base, key(&r1, "", "a.test", peer_a, sizeof peer_a,
+	                      prio)));
+	CHECK(!same(base, key(&r1, "a.test", "a.test", peer_b, sizeof peer_b,
+	                      prio)));
+	CHECK(!same(base, key(&r2, "a.test", "a.test", peer_a, sizeof peer_a,
+	                      prio)));
+	CHECK(!same(key(&r2, "a.test", "a.test", peer_a, sizeof peer_a, prio),
+	            key(&r3, "a.test", "a.test", peer_a, sizeof peer_a,
+	                prio)));
+	CHECK(!same(key(&r2, "a.test", "a.test", peer_a, sizeof peer_a, prio),
+	            key(&r4, "a.test", "a.test", peer_a, sizeof peer_a,
+	                prio)));
+	CHECK(!same(base, key(&r1, "a.test", "a.test", peer_a, sizeof peer_a,
+	                      "NORMAL")));
+	/* Field boundaries: ("a.tes", "ta.test") is not ("a.test", "a.test"). */
+	CHECK(!same(base, key(&r1, "a.tes", "ta.test", peer_a, sizeof peer_a,
+	                      prio)));
+
+	/* A session goes back to its own key only, and only once. */
+	struct ts_tls_cache_key other =
+		key(&r1, "a.test", "b.test", peer_a, sizeof peer_a, prio);
+	gnutls_datum_t d = blob(1), out;
+	ts_tls_cache_put(&base, &d);
+	CHECK(ts_tls_cache_count() == 1);
+	CHECK(!ts_tls_cache_take(&other, &out));
+	CHECK(ts_tls_cache_take(&base, &out));
+	CHECK(out.size == 4 && out.data[0] == 1);
+	gnutls_free(out.data);
+	CHECK(!ts_tls_cache_take(&base, &out));
+	CHECK(ts_tls_cache_count() == 0);
+
+	/* Most recent first. */
+	d = blob(2);
+	ts_tls_cache_put(&base, &d);
+	d = blob(3);
+	ts_tls_cache_put(&base, &d);
+	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 3);
+	gnutls_free(out.data);
+	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 2);
+	gnutls_free(out.data);
+
+	/* Bounded per key: the oldest of the key goes, others stay. */
+	d = blob(9);
+	ts_tls_cache_put(&other, &d);
+	for (int i = 0; i < TS_TLS_CACHE_PER_KEY + 3; i++) {
+		d = blob((unsigned char)i);
+		ts_tls_cache_put(&base, &d);
+	}
+	CHECK(ts_tls_cache_count() == TS_TLS_CACHE_PER_KEY + 1);
+	for (int i = TS_TLS_CACHE_PER_KEY + 2; i >= 3; i--) {
+		CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == i);
+		gnutls_free(out.data);
+	}
+	CHECK(!ts_tls_cache_take(&base, &out));
+	CHECK(ts_tls_cache_take(&other, &out) && out.data[0] == 9);
+	gnutls_free(out.data);
+
+	/* Bounded in all: the oldest goes. */
+	static struct ts_rule many[TS_TLS_CACHE_MAX + 1];
+	struct ts_tls_cache_key first =
+		key(&many[0], "x", "x", peer_a, sizeof peer_a, prio);
+	for (int i = 0; i <= TS_TLS_CACHE_MAX; i++) {
+		struct ts_tls_cache_key k =
+			key(&many[i], "x", "x", peer_a, sizeof peer_a, prio);
+		d = blob((unsigned char)i);
+		ts_tls_cache_put(&k, &d);
+	}
+	CHECK(ts_tls_cache_count() == TS_TLS_CACHE_MAX);
+	CHECK(!ts_tls_cache_take(&first, &out));
+	ts_tls_cache_clear();
+	CHECK(ts_tls_cache_count() == 0);
+
+	/* A key that could not be computed never matches anything. */
+	struct ts_tls_cache_key bad = {.valid = false};
+	ts_tls_cache_put(&bad, &d);
+	CHECK(ts_tls_cache_count() == 0);
+	CHECK(!ts_tls_cache_take(&bad, &out));
+
+	/* A forked child starts empty: a ticket is used by one process. */
+	d = blob(7);
+	ts_tls_cache_put(&base, &d);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(ts_tls_cache_count() == 0 &&
+		              !ts_tls_cache_take(&base, &out)
+		          ? 0
+		          : 1);
+	int st = -1;
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	      WEXITSTATUS(st) == 0);
+	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 7);
+	gnutls_free(out.data);
+
+	printf("%d passed, %d failed\n", npass, nfail);
+	return nfail ? 1 : 0;
+}
