@@ -121,6 +121,11 @@ short ts_conn_ready(struct ts_conn *c, short events);
  * POLLOUT while a record is still queued. */
 short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev);
 
+/* The kernel says fd is readable: true when that means bytes (or EOF or
+ * an error) for the program, false when it was only TLS's own messages,
+ * now consumed. */
+bool ts_conn_data_arrived(struct ts_conn *c, int fd);
+
 /* Forget fd (close, or a new fd took the number): sends close_notify when
  * this was the last reference. */
 void ts_conn_forget(int fd);
@@ -140,6 +145,7 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how);
  * process should send close_notify. */
 bool ts_conn_owned(struct ts_conn *c, bool use);
 atomic_int *ts_owner_cell_new(void);
+unsigned long ts_conn_forks(void);
 void ts_conn_fork_init(void);
 
 void ts_conn_set_nonblock(struct ts_conn *c, bool on);

@@ -318,6 +318,7 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	c->state = TS_CONN_READY;
 	atomic_init(&c->nfds, 1);
 	c->owner = ts_owner_cell_new();
+	c->fork_seen = c->used_gen = ts_conn_forks();
 	if (!c->owner) {
 		snprintf(why, sizeof why, "out of memory");
 		goto fail;
@@ -387,13 +388,18 @@ static int engine_errno(struct ts_conn *c, ssize_t r)
 	return err;
 }
 
-static size_t iov_total(const struct iovec *iov, int n, bool *bad)
+/* The bytes iov describes; *err is EINVAL or EFAULT where the kernel
+ * would refuse the vector (a NULL buffer is the only bad address we can
+ * see without touching it). */
+static size_t iov_total(const struct iovec *iov, int n, int *err)
 {
 	size_t t = 0;
-	*bad = n < 0;
-	for (int i = 0; i < n && !*bad; i++) {
+	*err = n < 0 || n > IOV_MAX ? EINVAL : n > 0 && !iov ? EFAULT : 0;
+	for (int i = 0; i < n && !*err; i++) {
 		if (iov[i].iov_len > SSIZE_MAX - t)
-			*bad = true;
+			*err = EINVAL;
+		else if (!iov[i].iov_base && iov[i].iov_len)
+			*err = EFAULT;
 		else
 			t += iov[i].iov_len;
 	}
@@ -412,14 +418,14 @@ static void maybe_sigpipe(int err, int flags)
 ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
                       int iovcnt, int flags)
 {
-	bool nb = c->nonblock || (flags & MSG_DONTWAIT), bad;
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
 	int tflags = (nb ? MSG_DONTWAIT : 0) |
 	             (flags & (MSG_NOSIGNAL | MSG_MORE));
+	int err = 0, i = 0, bad;
 	size_t total = iov_total(iov, iovcnt, &bad), done = 0, off = 0;
-	int err = 0, i = 0;
 
 	if (bad) {
-		errno = EINVAL;
+		errno = bad;
 		return -1;
 	}
 	if (flags & MSG_OOB) {
@@ -507,6 +513,16 @@ ssize_t ts_conn_send(struct ts_conn *c, int fd, const void *buf, size_t len,
 	return ts_conn_sendv(c, fd, &v, 1, flags);
 }
 
+/* An end of stream without close_notify reads as EOF (programs cannot
+ * tell), but the log says so: it may be a truncation. */
+static void note_eof(struct ts_conn *c)
+{
+	const char *why = eng->reason(c->tls);
+	if (why && why[0])
+		ts_info("%s %s (%s): %s", c->rule->name, c->dest, c->name,
+		        why);
+}
+
 /* Decrypt into the peek buffer until it holds want bytes; only the first
  * read may wait. Returns 0 or a negative ts_tls_rc / 0-length EOF (1). */
 static int peek_fill(struct ts_conn *c, int fd, size_t want, bool nb)
@@ -528,10 +544,12 @@ static int peek_fill(struct ts_conn *c, int fd, size_t want, bool nb)
 		ssize_t r = eng->recv(c->tls, fd, c->peek + c->peek_len,
 		                      want - c->peek_len,
 		                      nb || c->peek_len ? MSG_DONTWAIT : 0);
-		if (r == 0)
+		if (r == 0) {
 			c->eof = true;
-		else if (r > 0)
+			note_eof(c);
+		} else if (r > 0) {
 			c->peek_len += (size_t)r;
+		}
 		else if (c->peek_len)
 			break;
 		else
@@ -587,14 +605,14 @@ static char *iov_at(const struct iovec *iov, int iovcnt, size_t done,
 ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
                       int iovcnt, int flags)
 {
-	bool nb = c->nonblock || (flags & MSG_DONTWAIT), bad;
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
 	bool waitall = (flags & MSG_WAITALL) && !(flags & MSG_PEEK);
+	int err = 0, bad;
 	size_t total = iov_total(iov, iovcnt, &bad), done = 0;
 	char scratch[4096];
-	int err = 0;
 
-	if (bad) {
-		errno = EINVAL;
+	if (bad && !((flags & MSG_TRUNC) && bad == EFAULT)) {
+		errno = bad;
 		return -1;
 	}
 	if (flags & MSG_OOB) {
@@ -612,8 +630,18 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		err = c->broken_errno;
 		goto out;
 	}
-	if (total == 0 || atomic_load(&c->rd_shut))
+	if (atomic_load(&c->rd_shut))
 		goto out;
+	if (total == 0) {
+		/* A zero-length read answers whether anything is there: 0 if
+		 * so, else EAGAIN when it may not wait (the kernel's own
+		 * answer, for bytes not yet decrypted). */
+		if (nb && !c->eof && !c->peek_len && c->tls &&
+		    !eng->pending(c->tls) &&
+		    REAL(recv)(fd, scratch, 0, MSG_DONTWAIT) < 0)
+			err = errno;
+		goto out;
+	}
 	if (flags & MSG_PEEK) {
 		int r = peek_fill(c, fd, total, nb);
 		if (r < 0 && !c->peek_len) {
@@ -652,6 +680,7 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		}
 		if (r == 0) {
 			c->eof = true;
+			note_eof(c);
 			break;
 		}
 		if (done == 0)
@@ -703,8 +732,28 @@ short ts_conn_ready(struct ts_conn *c, short events)
 	return r;
 }
 
+bool ts_conn_data_arrived(struct ts_conn *c, int fd)
+{
+	if (c->state != TS_CONN_READY || !c->tls || c->eof || c->peek_len ||
+	    eng->pending(c->tls))
+		return true;
+	/* The kernel's bytes may be only a TLS 1.3 ticket or another
+	 * post-handshake message: a program told "readable" would get EAGAIN,
+	 * or block in read() on a blocking socket. Decrypt what arrived. */
+	if (pthread_mutex_trylock(&c->recv_lock) != 0)
+		return true;
+	int r = peek_fill(c, fd, TS_CONN_STAGE, true);
+	if (r == TS_TLS_ERR)
+		(void)engine_errno(c, r);
+	bool data = c->peek_len || c->eof || c->state != TS_CONN_READY;
+	pthread_mutex_unlock(&c->recv_lock);
+	return data;
+}
+
 short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev)
 {
+	if ((krev & POLLIN) && !ts_conn_data_arrived(c, fd))
+		krev &= ~POLLIN;
 	short r = krev | ts_conn_ready(c, events);
 
 	if (c->state == TS_CONN_BROKEN && c->broken_errno != EBADF)

@@ -57,6 +57,11 @@ static bool owner_gone(int pid)
 	return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
 }
 
+unsigned long ts_conn_forks(void)
+{
+	return atomic_load_explicit(&forks, memory_order_relaxed);
+}
+
 bool ts_conn_owned(struct ts_conn *c, bool use)
 {
 	unsigned long f = atomic_load_explicit(&forks, memory_order_relaxed);
@@ -121,6 +126,9 @@ static void child(void)
 {
 	atomic_fetch_add(&forks, 1);
 	pthread_mutex_init(&cell_lock, NULL);
+	/* The rest of the inherited page is the parent's to hand out: cells
+	 * for the child's own connections come from a page of its own. */
+	page = NULL;
 	ts_fd_child_reset();
 	ts_fd_foreach(0, ~0u, relock, NULL);
 }

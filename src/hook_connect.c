@@ -46,7 +46,7 @@ ssize_t ts_sendto_unmatched(int fd, const void *buf, size_t len, int flags,
 ssize_t ts_sendmsg_unmatched(int fd, const struct msghdr *m, int flags)
 {
 	int r;
-	if (!fastopen(fd, flags, m->msg_name, m->msg_namelen, &r))
+	if (!m || !fastopen(fd, flags, m->msg_name, m->msg_namelen, &r))
 		return REAL(sendmsg)(fd, m, flags);
 	if (r < 0)
 		return -1;

@@ -159,22 +159,67 @@ static int merge(int epfd, struct synth_ctx *sc, struct epoll_event *evs,
 	return n;
 }
 
+/* Drop EPOLLIN the kernel gave for bytes that were only TLS's own
+ * messages (a TLS 1.3 ticket): the program would read EAGAIN, or block. */
+static int drop_tls_only(int epfd, struct synth_ctx *sc,
+                         struct epoll_event *evs, int n)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		const struct ts_epreg_ent *e = &sc->ents[i];
+		int j;
+		for (j = 0; j < n && evs[j].data.u64 != e->data; j++)
+			;
+		if (j == n || !(evs[j].events & EPOLLIN))
+			continue;
+		struct ts_conn *c = ts_conn_get(e->fd);
+		if (!c)
+			continue;
+		bool data = ts_conn_data_arrived(c, e->fd);
+		ts_conn_put(c);
+		if (data)
+			continue;
+		evs[j].events &= ~(uint32_t)EPOLLIN;
+		if (evs[j].events)
+			continue;
+		if (e->events & EPOLLONESHOT) {
+			/* The kernel disarmed it for nothing: arm it again. */
+			struct epoll_event on = {.events = e->events,
+			                         .data.u64 = e->data};
+			REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, e->fd, &on);
+			ts_epreg_mod(epfd, e->fd, e->events, e->data);
+		}
+		evs[j] = evs[--n];
+	}
+	return n;
+}
+
 static int wait_data(enum kind k, int epfd, struct epoll_event *evs,
                      int max, long long timeout, const sigset_t *mask)
 {
 	struct synth_ctx sc;
-	bool hot = atomic_load_explicit(&ts_async_hot, memory_order_relaxed);
+	long long end = timeout < 0 ? -1 : ts_now_ms() + timeout;
 
 	if (max <= 0)
 		return wait_once(k, epfd, evs, max, timeout, mask);
-	size_t ready = scan(epfd, &sc);
-	if (ready)
-		timeout = 0;
-	int n = hot ? wait_async(k, epfd, evs, max, timeout, mask)
-	            : wait_once(k, epfd, evs, max, timeout, mask);
-	if (n < 0 || !sc.n)
-		return n;
-	return merge(epfd, &sc, evs, max, n);
+	for (;;) {
+		bool hot = atomic_load_explicit(&ts_async_hot,
+		                                memory_order_relaxed);
+		size_t ready = scan(epfd, &sc);
+		long long left = end < 0 ? -1 : end - ts_now_ms();
+		if (end >= 0 && left < 0)
+			left = 0;
+		if (ready)
+			left = 0;
+		int n = hot ? wait_async(k, epfd, evs, max, left, mask)
+		            : wait_once(k, epfd, evs, max, left, mask);
+		if (n < 0 || !sc.n)
+			return n;
+		n = drop_tls_only(epfd, &sc, evs, n);
+		n = merge(epfd, &sc, evs, max, n);
+		/* Only TLS's own messages woke the wait: it goes on. */
+		if (n || ready || left == 0)
+			return n;
+	}
 }
 
 static bool plain_wait(void)

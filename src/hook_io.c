@@ -1,6 +1,9 @@
 /* Data calls. Each is a thin door: not our fd, straight to libc. The
  * fortified twins share the plain ones' paths after glibc's own check. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
@@ -174,9 +177,21 @@ TS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len,
 	return r;
 }
 
+/* The kernel refuses message vectors longer than IOV_MAX with EMSGSIZE. */
+static bool msg_too_long(struct ts_conn *c, const struct msghdr *m)
+{
+	if (m && m->msg_iovlen <= IOV_MAX)
+		return false;
+	ts_conn_put(c);
+	errno = m ? EMSGSIZE : EFAULT;
+	return true;
+}
+
 static ssize_t msg_send(struct ts_conn *c, int fd, const struct msghdr *m,
                         int flags)
 {
+	if (msg_too_long(c, m))
+		return -1;
 	if (addr_check(fd, m->msg_name, m->msg_namelen) < 0) {
 		ts_conn_put(c);
 		return -1;
@@ -189,6 +204,8 @@ static ssize_t msg_send(struct ts_conn *c, int fd, const struct msghdr *m,
 static ssize_t msg_recv(struct ts_conn *c, int fd, struct msghdr *m,
                         int flags)
 {
+	if (msg_too_long(c, m))
+		return -1;
 	ssize_t r = io_recvv(c, fd, m->msg_iov, (int)m->msg_iovlen, flags);
 	if (r >= 0) {
 		m->msg_namelen = 0;

@@ -107,26 +107,43 @@ static int poll_impl(struct pollfd *fds, nfds_t n, const struct waiter *w)
 		return wait_real(fds, n, w, false);
 	if (atomic_load_explicit(&ts_async_hot, memory_order_relaxed))
 		return poll_async(fds, n, w);
-	for (i = 0; i < n; i++)
-		if (fds[i].fd >= 0 && ready_of(fds[i].fd, fds[i].events))
-			ours++;
-	/* Bytes already decrypted: do not wait for the kernel. */
-	int rc = wait_real(fds, n, w, ours > 0);
-	if (rc < 0)
-		return rc;
-	rc = 0;
-	for (i = 0; i < n; i++) {
-		struct ts_conn *c = fds[i].fd >= 0 ? ts_conn_get(fds[i].fd)
-		                                   : NULL;
-		if (c) {
-			fds[i].revents = ts_conn_revents(
-				c, fds[i].fd, fds[i].events, fds[i].revents);
-			ts_conn_put(c);
+	long long end = -1;
+	if (w->timeout)
+		end = ts_now_ms() + w->timeout->tv_sec * 1000 +
+		      (w->timeout->tv_nsec + 999999) / 1000000;
+	for (;;) {
+		ours = 0;
+		for (i = 0; i < n; i++)
+			if (fds[i].fd >= 0 &&
+			    ready_of(fds[i].fd, fds[i].events))
+				ours++;
+		/* Bytes already decrypted: do not wait for the kernel. */
+		long long left = end < 0 ? -1 : end - ts_now_ms();
+		if (left < 0 && end >= 0)
+			left = 0;
+		int rc = ours || left == 0 ? wait_ms(fds, n, w, 0)
+		                           : wait_ms(fds, n, w, left);
+		if (rc < 0)
+			return rc;
+		rc = 0;
+		for (i = 0; i < n; i++) {
+			struct ts_conn *c = fds[i].fd >= 0
+			                            ? ts_conn_get(fds[i].fd)
+			                            : NULL;
+			if (c) {
+				fds[i].revents = ts_conn_revents(
+					c, fds[i].fd, fds[i].events,
+					fds[i].revents);
+				ts_conn_put(c);
+			}
+			if (fds[i].revents)
+				rc++;
 		}
-		if (fds[i].revents)
-			rc++;
+		/* Only TLS's own messages arrived (a ticket): the program's
+		 * wait is not over. */
+		if (rc || ours || left == 0)
+			return rc;
 	}
-	return rc;
 }
 
 static int do_poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -229,6 +246,27 @@ static int select_async(int nfds, fd_set *r, fd_set *w, fd_set *e,
 	return count;
 }
 
+/* Readable by the kernel only through TLS's own messages: not readable. */
+static int select_filter(int nfds, fd_set *r, int rc)
+{
+	if (rc <= 0 || !r ||
+	    !atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		return rc;
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
+		if (!FD_ISSET(fd, r))
+			continue;
+		struct ts_conn *c = ts_conn_get(fd);
+		if (!c)
+			continue;
+		if (!ts_conn_data_arrived(c, fd)) {
+			FD_CLR(fd, r);
+			rc--;
+		}
+		ts_conn_put(c);
+	}
+	return rc;
+}
+
 /* select and pselect: fds with decrypted bytes waiting are readable. */
 static int select_impl(int nfds, fd_set *r, fd_set *w, fd_set *e,
                        const struct timespec *t, const sigset_t *mask,
@@ -250,9 +288,49 @@ static int select_impl(int nfds, fd_set *r, fd_set *w, fd_set *e,
 				ours++;
 			}
 	}
-	if (!ours)
-		return is_pselect ? REAL(pselect)(nfds, r, w, e, t, mask)
-		                  : REAL(select)(nfds, r, w, e, tv);
+	if (!ours) {
+		/* A wait that only TLS's own messages ended (a ticket) goes
+		 * on for the rest of the program's timeout. */
+		fd_set r0, w0, e0;
+		long long end = -1;
+		if (t || tv)
+			end = ts_now_ms() +
+			      (t ? t->tv_sec * 1000 + (t->tv_nsec + 999999) / 1000000
+			         : tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000);
+		if (r)
+			r0 = *r;
+		if (w)
+			w0 = *w;
+		if (e)
+			e0 = *e;
+		struct timespec ts;
+		struct timeval tvl;
+		for (;;) {
+			int rc = select_filter(
+				nfds, r,
+				is_pselect ? REAL(pselect)(nfds, r, w, e, t, mask)
+				           : REAL(select)(nfds, r, w, e, tv));
+			if (rc != 0)
+				return rc;
+			if (end >= 0) {
+				long long left = end - ts_now_ms();
+				if (left <= 0)
+					return 0;
+				ts.tv_sec = left / 1000;
+				ts.tv_nsec = (left % 1000) * 1000000L;
+				tvl.tv_sec = left / 1000;
+				tvl.tv_usec = (left % 1000) * 1000;
+				t = t ? &ts : NULL;
+				tv = tv ? &tvl : NULL;
+			}
+			if (r)
+				*r = r0;
+			if (w)
+				*w = w0;
+			if (e)
+				*e = e0;
+		}
+	}
 	int rc = is_pselect ? REAL(pselect)(nfds, r, w, e, &ts0, mask)
 	                    : REAL(select)(nfds, r, w, e, &tv0);
 	if (rc < 0)
@@ -264,6 +342,7 @@ static int select_impl(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		}
 	return rc;
 }
+
 
 TS_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
                      struct timeval *tv)

@@ -78,8 +78,20 @@ void ts_resolve_record(const char *name, int family, const void *addr,
 	size_t al = addr_len(family);
 	struct slot *s = NULL;
 
-	if (!al || !addr || !ts_resolve_normalise(name, norm, sizeof norm))
+	uint8_t lit[16];
+
+	if (!al || !addr || !name)
 		return;
+	if (!ts_resolve_normalise(name, norm, sizeof norm)) {
+		/* The program resolved an IP literal: that is the name it
+		 * means for this address now. Recorded as an empty name, it
+		 * hides older names (a library resolving the host's own name
+		 * to 127.0.0.1 must not rename connections to 127.0.0.1). */
+		if (inet_pton(AF_INET, name, lit) != 1 &&
+		    inet_pton(AF_INET6, name, lit) != 1)
+			return;
+		norm[0] = '\0';
+	}
 	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&lock);
 	/* Same thread, same address: refresh that entry in place, so one
@@ -126,7 +138,7 @@ bool ts_resolve_lookup(int family, const void *addr, unsigned long tid,
 			mine = c;
 	}
 	best = mine ? mine : any;
-	if (best && strlen(best->name) < outlen) {
+	if (best && best->name[0] && strlen(best->name) < outlen) {
 		memcpy(out, best->name, strlen(best->name) + 1);
 		found = true;
 	}

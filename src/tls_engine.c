@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,9 @@ static const char vers_13[] = ":-VERS-ALL:+VERS-TLS1.3:%PROFILE_MEDIUM";
 static struct ts_engine_io io;
 
 struct ts_tls {
+	/* First: GnuTLS has one user pointer per session; tls_cache.c sets
+	 * it to &ckey, which is then also the address of this ts_tls. */
+	struct ts_tls_cache_key ckey; /* resumption (tls_cache.c) */
 	gnutls_session_t s;
 	int pull_fd;      /* the fds of the current calls (see engine.h) */
 	int push_fd;
@@ -57,13 +61,14 @@ struct ts_tls {
 	bool bye_sent;
 	/* GnuTLS keeps pointers to these until the handshake verifies. */
 	gnutls_typed_vdata_st vdata[2];
-	struct ts_tls_cache_key ckey; /* resumption (tls_cache.c) */
 	enum ts_nodelay nodelay; /* Nagle around the handshake */
 	char verify_name[256];
 	char reason[512];
 	const struct ts_rule *rule;
 	int keylog_fd;    /* keylog-file, opened per session; -1: none */
 };
+_Static_assert(offsetof(struct ts_tls, ckey) == 0,
+               "the session pointer is both the ts_tls and its cache key");
 
 /* Credentials, loaded once per rule and shared read-only by every session
  * of that rule. The policy is immutable, so the rule pointer is the key. */
@@ -702,7 +707,11 @@ static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
 		case GNUTLS_E_INTERRUPTED:
 			return TS_TLS_INTR;
 		case GNUTLS_E_PREMATURE_TERMINATION:
-			/* EOF without close_notify: reads end as at EOF. */
+			/* EOF without close_notify: reads end as at EOF; the
+			 * reason lets the caller note a possible truncation. */
+			snprintf(t->reason, sizeof t->reason,
+			         "the server ended the stream without "
+			         "close_notify");
 			return 0;
 		case GNUTLS_E_REHANDSHAKE:
 			/* Renegotiation is not offered; keep reading. */
