@@ -4,19 +4,7 @@
 #include <stdlib.h>
 
 #include "fdtab.h"
-
-static int npass, nfail;
-
-#define CHECK(cond)                                                       \
-	do {                                                              \
-		if (cond) {                                               \
-			npass++;                                          \
-		} else {                                                  \
-			nfail++;                                          \
-			fprintf(stderr, "%s:%d: FAIL: %s\n", __FILE__,    \
-			        __LINE__, #cond);                         \
-		}                                                         \
-	} while (0)
+#include "check.h"
 
 struct ent {
 	struct ts_fdent e;
@@ -103,6 +91,5 @@ int main(void)
 	CHECK(destroyed_total == 2);
 	ts_fdent_put(NULL); /* accepted */
 
-	printf("%d passed, %d failed\n", npass, nfail);
-	return nfail != 0;
+	return check_summary();
 }

@@ -17,19 +17,11 @@
 
 #include "conn.h"
 #include "log.h"
+#include "check.h"
 
 struct ts_state ts_state;
 
 static int failures;
-#define CHECK(c)                                                           \
-	do {                                                               \
-		if (!(c)) {                                                \
-			fprintf(stdout, "FAIL %s:%d: %s\n", __FILE__,      \
-			        __LINE__, #c);                             \
-			failures++;                                        \
-		}                                                          \
-	} while (0)
-
 static char tmpdir[] = "/tmp/tlsshim-test-log-XXXXXX";
 
 /* Points fd 2 at a fresh file and returns its path. */

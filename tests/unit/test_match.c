@@ -8,21 +8,7 @@
 #include <sys/socket.h>
 
 #include "policy.h"
-
-static int npass, nfail;
-
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (cond) {                                               \
-			npass++;                                          \
-		} else {                                                  \
-			nfail++;                                          \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__,   \
-			        __LINE__, #cond);                         \
-			fprintf(stderr, __VA_ARGS__);                     \
-			fputc('\n', stderr);                              \
-		}                                                         \
-	} while (0)
+#include "check.h"
 
 static const char policy_text[] =
 	"[exact4]\n"
@@ -256,6 +242,5 @@ int main(void)
 	test_table();
 	test_fits();
 	test_empty();
-	printf("%d passed, %d failed\n", npass, nfail);
-	return nfail ? 1 : 0;
+	return check_summary();
 }

@@ -16,21 +16,7 @@
 #include <unistd.h>
 
 #include "policy.h"
-
-static int npass, nfail;
-
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (cond) {                                               \
-			npass++;                                          \
-		} else {                                                  \
-			nfail++;                                          \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__,   \
-			        __LINE__, #cond);                         \
-			fprintf(stderr, __VA_ARGS__);                     \
-			fputc('\n', stderr);                              \
-		}                                                         \
-	} while (0)
+#include "check.h"
 
 static bool streq(const char *a, const char *b)
 {
@@ -794,6 +780,5 @@ int main(void)
 	test_oom();
 #endif
 	remove_fixtures();
-	printf("%d passed, %d failed\n", npass, nfail);
-	return nfail ? 1 : 0;
+	return check_summary();
 }

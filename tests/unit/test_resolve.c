@@ -9,21 +9,7 @@
 #include <sys/socket.h>
 
 #include "resolve.h"
-
-static int npass, nfail;
-
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (cond) {                                               \
-			npass++;                                          \
-		} else {                                                  \
-			nfail++;                                          \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__,   \
-			        __LINE__, #cond);                         \
-			fprintf(stderr, __VA_ARGS__);                     \
-			fputc('\n', stderr);                              \
-		}                                                         \
-	} while (0)
+#include "check.h"
 
 static const struct {
 	const char *in, *out; /* out NULL: not remembered */
@@ -210,6 +196,5 @@ int main(void)
 	test_cases();
 	test_bound();
 	test_threads();
-	printf("%d passed, %d failed\n", npass, nfail);
-	return nfail ? 1 : 0;
+	return check_summary();
 }

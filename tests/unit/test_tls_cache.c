@@ -9,19 +9,7 @@
 #include <unistd.h>
 
 #include "tls_cache.h"
-
-static int npass, nfail;
-
-#define CHECK(cond)                                                       \
-	do {                                                              \
-		if (cond) {                                               \
-			npass++;                                          \
-		} else {                                                  \
-			nfail++;                                          \
-			fprintf(stderr, "%s:%d: FAIL: %s\n", __FILE__,    \
-			        __LINE__, #cond);                         \
-		}                                                         \
-	} while (0)
+#include "check.h"
 
 static const char prio[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
 static const unsigned char peer_a[] = {0, 2, 127, 0, 0, 1, 0x1f, 0x90};
@@ -167,6 +155,5 @@ int main(void)
 	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 7);
 	gnutls_free(out.data);
 
-	printf("%d passed, %d failed\n", npass, nfail);
-	return nfail ? 1 : 0;
+	return check_summary();
 }

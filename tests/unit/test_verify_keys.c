@@ -11,21 +11,7 @@
 #include <unistd.h>
 
 #include "policy.h"
-
-static int npass, nfail;
-
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (cond) {                                               \
-			npass++;                                          \
-		} else {                                                  \
-			nfail++;                                          \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__,   \
-			        __LINE__, #cond);                         \
-			fprintf(stderr, __VA_ARGS__);                     \
-			fputc('\n', stderr);                              \
-		}                                                         \
-	} while (0)
+#include "check.h"
 
 static char dir[256];
 
@@ -203,6 +189,5 @@ int main(void)
 		unlink(path);
 	}
 	rmdir(dir);
-	printf("%d passed, %d failed\n", npass, nfail);
-	return nfail ? 1 : 0;
+	return check_summary();
 }
