@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -54,6 +56,27 @@ static bool learning(void)
 	return ts_state.policy != NULL;
 }
 
+/* The machine's own host name is looked up by libraries that want their
+ * FQDN (libldap, Kerberos, mailers), not to name a destination: it often
+ * maps to a loopback address and would shadow what the program meant. */
+static char self_name[256];
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void self_init(void)
+{
+	if (gethostname(self_name, sizeof self_name - 1) < 0)
+		self_name[0] = '\0';
+}
+
+static bool is_self(const char *name)
+{
+	pthread_once(&self_once, self_init);
+	size_t n = strlen(name), m = strlen(self_name);
+	if (n && name[n - 1] == '.')
+		n--;
+	return m && n == m && !strncasecmp(name, self_name, m);
+}
+
 static void learn_addrinfo(const char *node, const struct addrinfo *ai)
 {
 	unsigned long tid = (unsigned long)gettid();
@@ -92,7 +115,8 @@ TS_EXPORT int getaddrinfo(const char *node, const char *service,
 	if (!real_res.getaddrinfo)
 		return EAI_SYSTEM;
 	int rc = real_res.getaddrinfo(node, service, hints, res);
-	if (rc == 0 && node && res && learning()) {
+	if (rc == 0 && node && res && !(hints && (hints->ai_flags & AI_PASSIVE)) &&
+	    learning() && !is_self(node)) {
 		int saved = errno;
 		learn_addrinfo(node, *res);
 		errno = saved;
@@ -106,7 +130,7 @@ TS_EXPORT struct hostent *gethostbyname(const char *name)
 	if (!real_res.gethostbyname)
 		return NULL;
 	struct hostent *h = real_res.gethostbyname(name);
-	if (h && name && learning()) {
+	if (h && name && learning() && !is_self(name)) {
 		int saved = errno;
 		learn_hostent(name, h);
 		errno = saved;
@@ -120,7 +144,7 @@ TS_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 	if (!real_res.gethostbyname2)
 		return NULL;
 	struct hostent *h = real_res.gethostbyname2(name, af);
-	if (h && name && learning()) {
+	if (h && name && learning() && !is_self(name)) {
 		int saved = errno;
 		learn_hostent(name, h);
 		errno = saved;
@@ -137,7 +161,8 @@ TS_EXPORT int gethostbyname_r(const char *name, struct hostent *ret,
 		return ENOSYS;
 	int rc = real_res.gethostbyname_r(name, ret, buf, buflen, result,
 	                                  h_errnop);
-	if (rc == 0 && result && *result && name && learning()) {
+	if (rc == 0 && result && *result && name && learning() &&
+	    !is_self(name)) {
 		int saved = errno;
 		learn_hostent(name, *result);
 		errno = saved;
@@ -155,7 +180,8 @@ TS_EXPORT int gethostbyname2_r(const char *name, int af,
 		return ENOSYS;
 	int rc = real_res.gethostbyname2_r(name, af, ret, buf, buflen,
 	                                   result, h_errnop);
-	if (rc == 0 && result && *result && name && learning()) {
+	if (rc == 0 && result && *result && name && learning() &&
+	    !is_self(name)) {
 		int saved = errno;
 		learn_hostent(name, *result);
 		errno = saved;

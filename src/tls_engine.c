@@ -325,7 +325,9 @@ static int no_keylog(gnutls_session_t s, const char *label,
 static int to_keylog(gnutls_session_t s, const char *label,
                      const gnutls_datum_t *secret)
 {
-	struct ts_tls *t = gnutls_session_get_ptr(s);
+	/* The session's user pointer belongs to tls_cache.c; the transport
+	 * pointer is ours. */
+	struct ts_tls *t = gnutls_transport_get_ptr(s);
 	gnutls_datum_t crand, srand;
 	char line[512];
 	size_t n;
@@ -370,7 +372,6 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	if (ret < 0)
 		goto gerr;
 	gnutls_transport_set_ptr(t->s, t);
-	gnutls_session_set_ptr(t->s, t);
 	gnutls_transport_set_pull_function(t->s, pull);
 	gnutls_transport_set_pull_timeout_function(t->s, pull_timeout);
 	gnutls_transport_set_vec_push_function(t->s, push);

@@ -94,6 +94,24 @@ setup() {
 	vaccepted S
 }
 
+@test "accepted: pins hold on resumed sessions too" {
+	vserver S chained-full
+	vpolicy "$P" "$S_PORT" "pin-sha256 = $(pin_of chained)"
+	run timeout 30 env TLSSHIM_LOG=info TLSSHIM_POLICY="$P" \
+		LD_PRELOAD="$LIB" $PY -c '
+import socket, sys
+for i in range(3):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    s.sendall(b"x")
+    assert s.recv(10) == b"x"
+    s.close()
+print("three done")' "$S_PORT"
+	assert_success
+	assert_output --partial "three done"
+	assert_output --partial "resumed, verified"
+	assert_equal "$(error_lines)" 0
+}
+
 @test "accepted: a CRL that does not list the server" {
 	vserver S good
 	vpolicy "$P" "$S_PORT" "crl-file = $CERTS/ca.crl"
