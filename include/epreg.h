@@ -19,6 +19,9 @@ struct ts_epreg_ent {
 	uint64_t data;   /* epoll_data as a u64 */
 };
 
+/* In a forked child: the lock a vanished thread may have held. */
+void ts_epreg_child_reset(void);
+
 /* Number of registrations recorded: 0 lets close() skip the registry. */
 size_t ts_epreg_count(void);
 

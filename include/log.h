@@ -9,6 +9,8 @@
 extern int ts_log_level_cur;
 
 void ts_log_set_level(int level);
+/* In a forked child: locks held by threads that did not survive. */
+void ts_log_child_reset(void);
 void ts_log_write(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -549,11 +549,16 @@ static int peek_fill(struct ts_conn *c, int fd, size_t want, bool nb)
 			note_eof(c);
 		} else if (r > 0) {
 			c->peek_len += (size_t)r;
-		}
-		else if (c->peek_len)
+		} else if (c->peek_len) {
+			/* Keep the bytes; a fatal error is reported once
+			 * they are read (the kernel reports ECONNRESET only
+			 * once: losing it here would read as a clean EOF). */
+			if (r == TS_TLS_ERR)
+				(void)engine_errno(c, r);
 			break;
-		else
+		} else {
 			return (int)r;
+		}
 	}
 	return 0;
 }
@@ -658,7 +663,7 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 	} else if (c->peek_len) {
 		done = peek_take(c, iov, iovcnt, 0, true);
 	}
-	while (done < total && !c->eof) {
+	while (done < total && !c->eof && c->state != TS_CONN_BROKEN) {
 		/* After the first bytes, a read takes all that has arrived
 		 * without waiting for more, as the kernel does: programs
 		 * (libuv) take a short read with POLLHUP as the end of the

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "epreg.h"
 #include "log.h"
 #include "real.h"
 
@@ -130,6 +131,8 @@ static void child(void)
 	 * for the child's own connections come from a page of its own. */
 	page = NULL;
 	ts_fd_child_reset();
+	ts_log_child_reset();
+	ts_epreg_child_reset();
 	ts_fd_foreach(0, ~0u, relock, NULL);
 }
 

@@ -30,6 +30,12 @@ size_t ts_epreg_count(void)
 	return atomic_load_explicit(&count, memory_order_relaxed);
 }
 
+void ts_epreg_child_reset(void)
+{
+	/* A thread that held it does not exist in the child. */
+	pthread_mutex_init(&lock, NULL);
+}
+
 static void set(int epfd, int fd, uint32_t events, uint64_t data)
 {
 	pthread_mutex_lock(&lock);

@@ -58,6 +58,12 @@ struct rl_slot {
 static struct rl_slot rl[RL_SLOTS];
 static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
 
+void ts_log_child_reset(void)
+{
+	/* A thread that held it does not exist in the child. */
+	pthread_mutex_init(&rl_lock, NULL);
+}
+
 /* True when this line may be written; *dropped gets how many lines of the
  * same call site were suppressed in the window that just ended. */
 static bool rate_ok(const char *fmt, unsigned *dropped)

@@ -83,6 +83,18 @@ struct cred {
 static struct cred *creds;
 static pthread_mutex_t creds_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* No credentials load may be half done at fork: a child connecting with a
+ * lock its vanished thread held would hang. */
+static void creds_prepare(void)
+{
+	pthread_mutex_lock(&creds_lock);
+}
+
+static void creds_release(void)
+{
+	pthread_mutex_unlock(&creds_lock);
+}
+
 /* The rule's priority string with the versions appended; on a syntax error
  * the reason names the position in the rule's own string. */
 static int load_priority(const struct ts_rule *r, gnutls_priority_t *out,
@@ -812,6 +824,7 @@ EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)
 {
 	if (gnutls_global_init() < 0)
 		return NULL;
+	pthread_atfork(creds_prepare, creds_release, creds_release);
 	io = *tio;
 	return &ops;
 }

@@ -85,12 +85,19 @@ test)
 		ASAN_OPTIONS=$common:detect_leaks=1 UBSAN_OPTIONS=$common \
 			meson test -C "$d" --no-rebuild --print-errorlogs \
 			--suite unit || rc=1
+		# Not stress-fork nor stress-badinput (both fork while other
+		# work is under way): Debian 12's libasan (GCC 12) does not hold
+		# its allocator lock across fork, and a forked child hangs in
+		# __asan::Allocator::Allocate (seen with gdb), tlsshim or not.
+		# Both run in step 1.
 		# Not 01-basic: curl itself deadlocks in glibc's setlocale()
 		# under a preloaded ASan runtime on Debian 12, tlsshim or not
 		# (LD_PRELOAD=$(gcc -print-file-name=libasan.so) curl -V hangs).
 		names=$(meson test -C "$d" --list --no-rebuild \
 			--suite integration --suite stress |
-			sed -n 's|^.* / ||p' | grep -v '^01-basic$')
+			sed -n 's|^.* / ||p' |
+			grep -v -e '^01-basic$' -e '^stress-fork$' \
+				-e '^stress-badinput$')
 		# shellcheck disable=SC2086
 		ASAN_OPTIONS=$common:detect_leaks=0 UBSAN_OPTIONS=$common \
 			TLSSHIM_SAN_PRELOAD=$san \
