@@ -3,12 +3,12 @@
  * One per process, bounded (LRU), shared by every thread. A cached session
  * is used at most once: taking it removes it. GnuTLS does not verify the
  * server's certificate again when it resumes a session, so an entry is
- * keyed on everything verification depends on — the rule (and a digest of
- * its trust material), the SNI, the name verified, the server's address and
- * port, the priority string. A session obtained while verifying one name
- * can never be offered for another. When the policy grows a field that
- * verification or the session's identity depends on (pins, client
- * identity, ALPN, a per-rule priority), it must be added in key_pre().
+ * keyed on everything verification depends on — the rule, a digest of its
+ * trust material (CA, CRL, pins), its client identity, minimum version,
+ * ALPN list, the priority string, the SNI, the name verified, the server's
+ * address and port. A session obtained while verifying one name can never
+ * be offered for another. When the policy grows a field that verification
+ * or the session's identity depends on, it must be added in key_pre().
  *
  * Only libtlsshim-engine.so uses this; it links GnuTLS. It owns the
  * session's user pointer (gnutls_session_set_ptr) and its

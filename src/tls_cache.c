@@ -194,6 +194,17 @@ static bool key_pre(struct ts_tls_cache_key *k, const struct ts_tls_params *p,
 	bad |= add_str(h, p->verify_name);
 	bad |= add_str(h, r->ca_file);
 	bad |= add(h, r->ca.data, r->ca.len); /* NULL: the system store */
+	bad |= add_str(h, r->crl_file);
+	bad |= add(h, r->crl.data, r->crl.len);
+	bad |= add(h, r->pins, r->npins * sizeof *r->pins);
+	bad |= add_str(h, r->client_cert); /* the client identity */
+	bad |= add(h, r->cert.data, r->cert.len);
+	bad |= add_str(h, r->client_key);
+	bad |= add(h, &r->min_version, sizeof r->min_version);
+	for (size_t i = 0; i < r->nalpn; i++)
+		bad |= add_str(h, r->alpn[i]);
+	bad |= add(h, &r->nalpn, sizeof r->nalpn);
+	bad |= add(h, &r->alpn_required, sizeof r->alpn_required);
 	bad |= add_str(h, priority);
 	gnutls_hash_deinit(h, k->pre);
 	return bad == 0;
