@@ -20,7 +20,7 @@
 #include "real.h"
 #include "resolve.h"
 
-static const struct ts_engine *eng; /* set before the first conn exists */
+static const struct ts_engine *_Atomic eng; /* set once, before the first conn */
 
 static long long now_ms(void)
 {

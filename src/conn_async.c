@@ -27,7 +27,7 @@
 #define REGS_MAX 16  /* epoll sets one fd is translated in */
 
 atomic_uint ts_async_hot;
-static const struct ts_engine *eng;
+static const struct ts_engine *_Atomic eng; /* the same value at every store */
 static pthread_mutex_t hot_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ts_conn *hot_head;
 

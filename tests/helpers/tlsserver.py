@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+import serverloop
+
 p = argparse.ArgumentParser()
 p.add_argument("--mode", required=True,
                choices="echo http sha256 record raw-record silent".split())
@@ -116,20 +118,6 @@ def handle(c):
         c.close()
 
 
-fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
-s = socket.socket(fam, socket.SOCK_STREAM)
-s.bind((a.host, 0))
-s.listen(128)
-tmp = a.port_file + ".tmp"
-with open(tmp, "w") as f:
-    f.write("%d\n" % s.getsockname()[1])
-os.rename(tmp, a.port_file)
-deadline = time.monotonic() + a.max_seconds
-while time.monotonic() < deadline:
-    s.settimeout(max(0.1, deadline - time.monotonic()))
-    try:
-        c, _ = s.accept()
-    except socket.timeout:
-        break
-    c.settimeout(None)
-    threading.Thread(target=handle, args=(c,), daemon=True).start()
+s = serverloop.listen(a.host)
+serverloop.publish_port(s, a.port_file)
+serverloop.serve(s, handle, a.max_seconds)

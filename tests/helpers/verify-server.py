@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 
+import serverloop
+
 p = argparse.ArgumentParser()
 p.add_argument("--cert")
 p.add_argument("--key")
@@ -127,16 +129,5 @@ s.bind(("127.0.0.1", 0))
 s.listen(64)
 open(a.raw, "ab").close()
 open(a.plain, "ab").close()
-tmp = a.port_file + ".tmp"
-with open(tmp, "w") as f:
-    f.write("%d\n" % s.getsockname()[1])
-os.rename(tmp, a.port_file)
-deadline = time.monotonic() + a.max_seconds
-while time.monotonic() < deadline:
-    s.settimeout(max(0.1, deadline - time.monotonic()))
-    try:
-        c, _ = s.accept()
-    except socket.timeout:
-        break
-    c.settimeout(None)
-    threading.Thread(target=handle, args=(c,), daemon=True).start()
+serverloop.publish_port(s, a.port_file)
+serverloop.serve(s, handle, a.max_seconds)

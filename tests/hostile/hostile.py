@@ -20,6 +20,10 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "helpers"))
+import serverloop  # noqa: E402
+
 p = argparse.ArgumentParser()
 p.add_argument("--mode", required=True, choices=[
     "garbage", "silent", "close-mid", "alert", "reset", "no-notify",
@@ -109,18 +113,6 @@ def handle(c):
             pass
 
 
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-s.listen(16)
-tmp = a.port_file + ".tmp"
-with open(tmp, "w") as f:
-    f.write("%d\n" % s.getsockname()[1])
-os.rename(tmp, a.port_file)
-deadline = time.monotonic() + a.max_seconds
-while time.monotonic() < deadline:
-    s.settimeout(max(0.1, deadline - time.monotonic()))
-    try:
-        c, _ = s.accept()
-    except socket.timeout:
-        break
-    threading.Thread(target=handle, args=(c,), daemon=True).start()
+s = serverloop.listen("127.0.0.1", 16)
+serverloop.publish_port(s, a.port_file)
+serverloop.serve(s, handle, a.max_seconds)
