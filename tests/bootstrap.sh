@@ -85,12 +85,15 @@ test)
 		ASAN_OPTIONS=$common:detect_leaks=1 UBSAN_OPTIONS=$common \
 			meson test -C "$d" --no-rebuild --print-errorlogs \
 			--suite unit || rc=1
-		# Not 01-basic: curl itself deadlocks in glibc's setlocale()
+		# Not the bats files that run curl: curl itself deadlocks in glibc's setlocale()
 		# under a preloaded ASan runtime on Debian 12, tlsshim or not
 		# (LD_PRELOAD=$(gcc -print-file-name=libasan.so) curl -V hangs).
 		names=$(meson test -C "$d" --list --no-rebuild \
 			--suite integration --suite stress |
-			sed -n 's|^.* / ||p' | grep -v '^01-basic$')
+			sed -n 's|^.* / ||p' | while read -r t; do
+				grep -qw curl "tests/$t.bats" 2>/dev/null ||
+					echo "$t"
+			done)
 		# shellcheck disable=SC2086
 		ASAN_OPTIONS=$common:detect_leaks=0 UBSAN_OPTIONS=$common \
 			TLSSHIM_SAN_PRELOAD=$san \
