@@ -83,7 +83,7 @@ def serve(c):
                     return
                 s.sendall(d)
                 n += len(d)
-            rst(c)
+            rst(s)  # c was detached by wrap_socket: the fd is s's
         elif m == "no-notify":
             s.sendall(b"x" * a.after)
             time.sleep(0.2)
