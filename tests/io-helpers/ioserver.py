@@ -27,6 +27,7 @@ def parse():
     p.add_argument('--host', default='127.0.0.1')
     p.add_argument('--root', default='.')
     p.add_argument('--port-file', required=True)
+    p.add_argument('--max-seconds', type=float, default=600)
     return p.parse_args()
 
 def echo(conn):
@@ -104,6 +105,10 @@ def http_main(args, ctx):
 
 def main():
     args = parse()
+    # Bounded like every test server: it ends by itself.
+    t = threading.Timer(args.max_seconds, os._exit, args=(0,))
+    t.daemon = True
+    t.start()
     d = [int(x) for x in args.delay.split('-')]
     delay = (d[0], d[-1])
     ctx = None
