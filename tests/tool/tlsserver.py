@@ -4,7 +4,9 @@ request gets "hello over tls\n". Binds port 0 and writes the port to
 --port-file."""
 import argparse
 import http.server
+import os
 import ssl
+import threading
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -27,7 +29,12 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--max-seconds", type=float, default=600)
     a = ap.parse_args()
+    # Bounded like every test server: it ends by itself.
+    t = threading.Timer(a.max_seconds, os._exit, args=(0,))
+    t.daemon = True
+    t.start()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(a.cert, a.key)
@@ -35,7 +42,6 @@ def main():
     tmp = a.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write("%d\n" % srv.server_address[1])
-    import os
     os.rename(tmp, a.port_file)
     srv.serve_forever()
 
