@@ -2,10 +2,36 @@
 #ifndef TS_HOOKS_H
 #define TS_HOOKS_H
 
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "fdtab.h"
+#include "real.h"
+
 #define TS_EXPORT __attribute__((visibility("default")))
+
+/* True while no fd of the process is upgraded and libc's function is
+ * bound: then no fd can be ours and the hook is a tail call into libc. */
+#define TS_IDLE(name)                                                      \
+	__builtin_expect(atomic_load_explicit(&ts_fd_live,                 \
+	                                      memory_order_relaxed) == 0 &&  \
+	                         ts_real.name != NULL,                     \
+	                 1)
+
+/* Defines the exported hook `name` as that tail call, and opens the
+ * definition of name##_door, the out-of-line rest that looks the fd up.
+ * Keeping the rest out of line lets the compiler give the common path no
+ * stack frame: a load, two branches and a jump on an untouched write(). */
+#define TS_HOOK(ret, name, params, args)                                   \
+	static __attribute__((noinline)) ret name##_door params;          \
+	TS_EXPORT ret name params                                          \
+	{                                                                  \
+		if (TS_IDLE(name))                                         \
+			return ts_real.name args;                          \
+		return name##_door args;                                   \
+	}                                                                  \
+	static ret name##_door params
 
 /* sendto/sendmsg on a socket that is not ours yet: TCP Fast Open
  * (MSG_FASTOPEN with an address) is an implicit connect, which must be

@@ -34,7 +34,7 @@ static ssize_t io_send(struct ts_conn *c, int fd, const void *buf,
 	return r;
 }
 
-TS_EXPORT ssize_t read(int fd, void *buf, size_t len)
+TS_HOOK(ssize_t, read, (int fd, void *buf, size_t len), (fd, buf, len))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -42,7 +42,7 @@ TS_EXPORT ssize_t read(int fd, void *buf, size_t len)
 	return io_recv(c, fd, buf, len, 0);
 }
 
-TS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+TS_HOOK(ssize_t, __read_chk, (int fd, void *buf, size_t len, size_t buflen), (fd, buf, len, buflen))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -51,7 +51,7 @@ TS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 	return io_recv(c, fd, buf, len, 0);
 }
 
-TS_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+TS_HOOK(ssize_t, recv, (int fd, void *buf, size_t len, int flags), (fd, buf, len, flags))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -59,8 +59,7 @@ TS_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 	return io_recv(c, fd, buf, len, flags);
 }
 
-TS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
-                             int flags)
+TS_HOOK(ssize_t, __recv_chk, (int fd, void *buf, size_t len, size_t buflen, int flags), (fd, buf, len, buflen, flags))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -69,7 +68,7 @@ TS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
 	return io_recv(c, fd, buf, len, flags);
 }
 
-TS_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+TS_HOOK(ssize_t, write, (int fd, const void *buf, size_t len), (fd, buf, len))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -77,7 +76,7 @@ TS_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 	return io_send(c, fd, buf, len, 0);
 }
 
-TS_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+TS_HOOK(ssize_t, send, (int fd, const void *buf, size_t len, int flags), (fd, buf, len, flags))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -101,7 +100,7 @@ static ssize_t io_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 	return r;
 }
 
-TS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+TS_HOOK(ssize_t, readv, (int fd, const struct iovec *iov, int n), (fd, iov, n))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -109,7 +108,7 @@ TS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 	return io_recvv(c, fd, iov, n, 0);
 }
 
-TS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+TS_HOOK(ssize_t, writev, (int fd, const struct iovec *iov, int n), (fd, iov, n))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -150,8 +149,7 @@ static void no_peer_addr(struct sockaddr *sa, socklen_t *len)
 		*len = 0;
 }
 
-TS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
-                           struct sockaddr *sa, socklen_t *salen)
+TS_HOOK(ssize_t, recvfrom, (int fd, void *buf, size_t len, int flags, struct sockaddr *sa, socklen_t *salen), (fd, buf, len, flags, sa, salen))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -162,14 +160,11 @@ TS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
 	return r;
 }
 
-TS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len,
-                                 size_t buflen, int flags,
-                                 struct sockaddr *sa, socklen_t *salen)
+TS_HOOK(ssize_t, __recvfrom_chk, (int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *sa, socklen_t *salen), (fd, buf, len, buflen, flags, sa, salen))
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
-		return REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, sa,
-		                            salen);
+		return REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, sa, salen);
 	chk(len, buflen);
 	ssize_t r = io_recv(c, fd, buf, len, flags);
 	if (r >= 0)

@@ -155,7 +155,8 @@ static int do_poll(struct pollfd *fds, nfds_t n, int timeout)
 	return poll_impl(fds, n, &w);
 }
 
-TS_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+TS_HOOK(int, poll, (struct pollfd *fds, nfds_t n, int timeout),
+        (fds, n, timeout))
 {
 	return do_poll(fds, n, timeout);
 }
@@ -344,8 +345,9 @@ static int select_impl(int nfds, fd_set *r, fd_set *w, fd_set *e,
 }
 
 
-TS_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
-                     struct timeval *tv)
+TS_HOOK(int, select,
+        (int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv),
+        (nfds, r, w, e, tv))
 {
 	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
 		return REAL(select)(nfds, r, w, e, tv);
