@@ -25,6 +25,7 @@
 #include <sys/uio.h>
 
 #include "fdtab.h"
+#include "nagle.h"
 #include "policy.h"
 
 #define TS_CONN_STAGE 16384
@@ -52,6 +53,7 @@ struct ts_conn {
 	struct ts_tls *tls;
 	pthread_mutex_t send_lock; /* one sender at a time in the session */
 	pthread_mutex_t recv_lock; /* one receiver at a time */
+	struct ts_nagle nagle;     /* TCP_NODELAY for large writes */
 	uint64_t bytes_out, bytes_in;
 	atomic_int *owner;        /* shared with forked copies: owner's pid */
 	unsigned long fork_seen;  /* forks counted when ownership was known */

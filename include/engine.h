@@ -16,7 +16,7 @@
 
 #include "policy.h"
 
-#define TS_ENGINE_ABI 1
+#define TS_ENGINE_ABI 2
 #define TS_ENGINE_SONAME "libtlsshim-engine.so"
 #define TS_ENGINE_INIT_SYM "ts_engine_init"
 
@@ -25,6 +25,10 @@ struct ts_engine_io {
 	ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
 	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
 	int (*poll)(struct pollfd *fds, nfds_t n, int timeout);
+	int (*getsockopt)(int fd, int level, int opt, void *val,
+	                  socklen_t *len);
+	int (*setsockopt)(int fd, int level, int opt, const void *val,
+	                  socklen_t len);
 };
 
 /* Calls that do I/O take the fd to use: the program may reach one session

@@ -66,6 +66,7 @@
 	X(int, __poll_chk, (struct pollfd *, nfds_t, int, size_t))         \
 	X(int, ioctl, (int, unsigned long, ...))                           \
 	X(int, getsockopt, (int, int, int, void *, socklen_t *))           \
+	X(int, setsockopt, (int, int, int, const void *, socklen_t))       \
 	X(int, epoll_ctl, (int, int, int, struct epoll_event *))           \
 	X(int, epoll_wait, (int, struct epoll_event *, int, int))          \
 	X(int, epoll_pwait, (int, struct epoll_event *, int, int,          \

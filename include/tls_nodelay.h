@@ -26,12 +26,16 @@
 
 #include <stdbool.h>
 
+#include "engine.h"
+
 enum ts_nodelay {
 	TS_NODELAY_NONE = 0,  /* nothing to do (the program set it) */
 	TS_NODELAY_FIRST = 1, /* handshake done with Nagle on: push the
 	                         first write */
 };
 
+/* The socket option calls to use (libc's, not the preload's hooks). */
+void ts_nodelay_bind(const struct ts_engine_io *io);
 /* Before a handshake step: true when we turned TCP_NODELAY on. */
 bool ts_nodelay_step(int fd);
 /* After it: restores the program's value if step said true. Returns the

@@ -40,6 +40,7 @@ static void conn_destroy(struct ts_fdent *e)
 	free(c->peek);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_mutex_destroy(&c->recv_lock);
+	ts_nagle_destroy(&c->nagle);
 	free(c);
 }
 
@@ -55,6 +56,7 @@ static struct ts_conn *conn_new(int fd, const struct ts_rule *rule)
 	c->state = TS_CONN_HANDSHAKING;
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->recv_lock, NULL);
+	ts_nagle_init(&c->nagle);
 	return c;
 }
 
@@ -445,6 +447,8 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 		maybe_sigpipe(err, flags);
 		goto out;
 	}
+	if (total)
+		ts_nagle_before_send(&c->nagle, fd, total);
 	/* Like a kernel stream socket: a blocking send takes everything
 	 * unless interrupted; a non-blocking one takes what fits. */
 	while (done < total) {

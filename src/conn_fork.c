@@ -107,6 +107,7 @@ static void relock(int fd, struct ts_fdent *e, void *ctx)
 	/* Threads that held these are gone in the child. */
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->recv_lock, NULL);
+	pthread_mutex_init(&c->nagle.lock, NULL);
 }
 
 static void prepare(void)

@@ -51,6 +51,8 @@ static void load(void)
 	io.recv = REAL(recv);
 	io.sendmsg = REAL(sendmsg);
 	io.poll = REAL(poll);
+	io.getsockopt = REAL(getsockopt);
+	io.setsockopt = REAL(setsockopt);
 	const struct ts_engine *e = init ? init(&io) : NULL;
 	if (!e || e->abi != TS_ENGINE_ABI) {
 		snprintf(load_error, sizeof load_error,

@@ -1,20 +1,47 @@
-/* getsockopt(2): SO_ERROR of a socket whose handshake runs asynchronously
- * reports the handshake's outcome, not the TCP connect's. */
+/* getsockopt(2)/setsockopt(2) on our sockets: SO_ERROR of a socket whose
+ * handshake runs asynchronously reports the handshake's outcome, not the
+ * TCP connect's; TCP_NODELAY and TCP_CORK go through the large-write
+ * Nagle logic (nagle.h), so the program sees and sets only its own. */
 #define _GNU_SOURCE
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "conn.h"
 #include "conn_async.h"
 #include "hooks.h"
+#include "nagle.h"
 #include "real.h"
 
-TS_EXPORT int getsockopt(int fd, int level, int opt, void *val,
-                         socklen_t *len)
+static bool nagle_opt(int level, int opt)
+{
+	return level == IPPROTO_TCP && (opt == TCP_NODELAY || opt == TCP_CORK);
+}
+
+TS_HOOK(int, getsockopt,
+        (int fd, int level, int opt, void *val, socklen_t *len),
+        (fd, level, opt, val, len))
+{
+	bool so_error = level == SOL_SOCKET && opt == SO_ERROR;
+	struct ts_conn *c;
+
+	if ((!so_error && !nagle_opt(level, opt)) || !(c = ts_conn_get(fd)))
+		return REAL(getsockopt)(fd, level, opt, val, len);
+	int r = so_error ? ts_conn_async_so_error(c, fd, val, len)
+	                 : ts_nagle_getsockopt(&c->nagle, fd, opt, val, len);
+	ts_conn_put(c);
+	return r;
+}
+
+TS_HOOK(int, setsockopt,
+        (int fd, int level, int opt, const void *val, socklen_t len),
+        (fd, level, opt, val, len))
 {
 	struct ts_conn *c;
 
-	if (level != SOL_SOCKET || opt != SO_ERROR || !(c = ts_conn_get(fd)))
-		return REAL(getsockopt)(fd, level, opt, val, len);
-	int r = ts_conn_async_so_error(c, fd, val, len);
+	if (!nagle_opt(level, opt) || !(c = ts_conn_get(fd)))
+		return REAL(setsockopt)(fd, level, opt, val, len);
+	int r = ts_nagle_setsockopt(&c->nagle, fd, opt, val, len);
 	ts_conn_put(c);
 	return r;
 }

@@ -79,7 +79,8 @@ static int find_library(char *out, size_t len);
 static int check_engine(const struct ts_policy *p)
 {
 	static const struct ts_engine *eng;
-	static const struct ts_engine_io io = {recv, sendmsg, poll};
+	static const struct ts_engine_io io = {recv, sendmsg, poll, getsockopt,
+	                                       setsockopt};
 	char lib[PATH_MAX], err[512];
 	int bad = 0;
 

@@ -303,6 +303,8 @@ static const struct ts_engine *load_engine(const char *preload_lib,
 	io.recv = recv;
 	io.sendmsg = sendmsg;
 	io.poll = poll;
+	io.getsockopt = getsockopt;
+	io.setsockopt = setsockopt;
 	const struct ts_engine *e = init ? init(&io) : NULL;
 	if (!e || e->abi != TS_ENGINE_ABI || !*probe) {
 		fprintf(stderr, "tlsshim: %s: not a compatible engine\n", path);

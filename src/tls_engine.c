@@ -826,6 +826,7 @@ EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)
 		return NULL;
 	pthread_atfork(creds_prepare, creds_release, creds_release);
 	io = *tio;
+	ts_nodelay_bind(&io);
 	return &ops;
 }
 

@@ -5,18 +5,25 @@
 
 #include "tls_nodelay.h"
 
+static const struct ts_engine_io *io;
+
+void ts_nodelay_bind(const struct ts_engine_io *tio)
+{
+	io = tio;
+}
+
 static int get(int fd)
 {
 	int v = 0;
 	socklen_t l = sizeof v;
-	if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) < 0)
+	if (io->getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) < 0)
 		return -1;
 	return v != 0;
 }
 
 static int set(int fd, int v)
 {
-	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+	return io->setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
 }
 
 bool ts_nodelay_step(int fd)

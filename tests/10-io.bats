@@ -119,6 +119,18 @@ io_plain() {
 	io_tls io-epoll-fortify
 }
 
+@test "sockopt: plain sockets without the preload (validation)" {
+	io_plain sockopt
+}
+
+@test "sockopt: under tlsshim (Nagle for large writes, the program's own view)" {
+	io_tls io-sockopt
+}
+
+@test "sockopt: under tlsshim, _FORTIFY_SOURCE=2 build" {
+	io_tls io-sockopt-fortify
+}
+
 @test "fionread: plain sockets without the preload (validation)" {
 	io_plain fionread
 }

@@ -1,0 +1,145 @@
+/* TCP_NODELAY and TCP_CORK as the program sees them. Under tlsshim a
+ * program that leaves Nagle on gets TCP_NODELAY from us while its writes
+ * fill whole records (include/nagle.h); it must never see ours, its own
+ * setting must be back before a small write, and its own setsockopt must
+ * win. The kernel's value is read with a raw syscall, which no preload
+ * sees; on a plain socket it always equals the program's (validation). */
+#include "iotest.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define BIG (256 * 1024)
+
+static int opt(int fd, int o)
+{
+	int v = -1;
+	socklen_t l = sizeof v;
+	if (getsockopt(fd, IPPROTO_TCP, o, &v, &l) < 0)
+		return -1;
+	return v != 0;
+}
+
+static int kernel_opt(int fd, int o)
+{
+	int v = -1;
+	socklen_t l = sizeof v;
+	if (syscall(SYS_getsockopt, fd, IPPROTO_TCP, o, &v, &l) < 0)
+		return -1;
+	return v != 0;
+}
+
+static bool set(int fd, int o, int v)
+{
+	return setsockopt(fd, IPPROTO_TCP, o, &v, sizeof v) == 0;
+}
+
+/* Write n bytes of the stream at *off and read their echo back. */
+static bool echo(int fd, unsigned char *b, uint64_t *off, size_t n)
+{
+	io_fill(b, *off, n);
+	if (!io_write_all(fd, b, n) || !io_read_all(fd, b, n) ||
+	    !io_verify(b, *off, n))
+		return false;
+	*off += n;
+	return true;
+}
+
+static void nagle_large(void)
+{
+	unsigned char *b = malloc(BIG);
+	uint64_t off = 0;
+	int fd = io_connect(io_port(NULL));
+	if (fd < 0 || !b)
+		goto out;
+	CHECK(opt(fd, TCP_NODELAY) == 0, "Nagle on after connect");
+	CHECK(echo(fd, b, &off, 100), "small write echoed");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
+	      "kernel: Nagle on after a small write");
+	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	CHECK(opt(fd, TCP_NODELAY) == 0,
+	      "the program still sees its Nagle after a large write");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == (io_tls() ? 1 : 0),
+	      "kernel: TCP_NODELAY %s after a large write",
+	      io_tls() ? "on (ours)" : "off");
+	CHECK(echo(fd, b, &off, 10), "small write after large echoed");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
+	      "kernel: the program's Nagle is back for a small write");
+	CHECK(echo(fd, b, &off, BIG) && echo(fd, b, &off, BIG),
+	      "large writes again");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == (io_tls() ? 1 : 0),
+	      "kernel: ours again for large writes");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(b);
+}
+
+static void program_nodelay(void)
+{
+	unsigned char *b = malloc(BIG);
+	uint64_t off = 0;
+	int fd = io_connect(io_port(NULL));
+	if (fd < 0 || !b)
+		goto out;
+	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	/* Setting what the program believes is already set still counts:
+	 * from now on the program decides. */
+	CHECK(set(fd, TCP_NODELAY, 0), "setsockopt(TCP_NODELAY, 0)");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
+	      "kernel: the program's explicit 0 holds at once");
+	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
+	      "kernel: a program that chose Nagle keeps it for large writes");
+	CHECK(set(fd, TCP_NODELAY, 1) && opt(fd, TCP_NODELAY) == 1,
+	      "the program turns TCP_NODELAY on and sees it");
+	CHECK(echo(fd, b, &off, 10), "small write echoed");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == 1,
+	      "kernel: the program's TCP_NODELAY survives a small write");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(b);
+}
+
+static void program_cork(void)
+{
+	unsigned char *b = malloc(BIG);
+	uint64_t off = 0;
+	int fd = io_connect(io_port(NULL));
+	if (fd < 0 || !b)
+		goto out;
+	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	CHECK(set(fd, TCP_CORK, 1), "setsockopt(TCP_CORK, 1)");
+	CHECK(opt(fd, TCP_CORK) == 1 && kernel_opt(fd, TCP_CORK) == 1,
+	      "corked");
+	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
+	      "kernel: ours is off once the program corks");
+	io_fill(b, off, 10);
+	CHECK(io_write_all(fd, b, 10), "small write while corked");
+	/* (the kernel lets corked data go after 200 ms) */
+	CHECK(!io_wait_in(fd, 100), "a corked small write stays in the kernel");
+	CHECK(set(fd, TCP_CORK, 0), "uncork");
+	CHECK(io_read_all(fd, b, 10) && io_verify(b, off, 10),
+	      "uncorking sends it; echoed");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(b);
+}
+
+int main(int argc, char **argv)
+{
+	io_init(argc, argv);
+	if (io_selected("nagle-large"))
+		nagle_large();
+	if (io_selected("program-nodelay"))
+		program_nodelay();
+	if (io_selected("program-cork"))
+		program_cork();
+	return io_summary();
+}
