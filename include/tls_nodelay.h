@@ -13,14 +13,15 @@
  *
  * So each handshake step (one call into GnuTLS) runs with TCP_NODELAY on
  * when the program has it off, and the program's value is back before the
- * step returns: the program never sees our value (no sockopt hook is
- * needed), and a value it sets between steps — an asynchronous connect
- * returns EINPROGRESS before the handshake — is respected. The record of
- * the first write after the handshake is pushed out by turning
- * TCP_NODELAY on and off again right after it is queued (setting it
- * pushes pending frames). From then on the program's own setting rules,
- * Nagle included. Cost: three get/setsockopt calls per handshake step
- * (two or three steps) and three at the first write. */
+ * step returns: the program never sees our value, and a value it sets
+ * between steps (an asynchronous connect returns EINPROGRESS before the
+ * handshake) is respected. The record of the first write after the
+ * handshake is pushed out by turning TCP_NODELAY on and off again right
+ * after it is queued (setting it pushes pending frames). From then on the
+ * program's own setting rules, Nagle included (writes of whole records
+ * aside: include/nagle.h). The calls go to libc through struct
+ * ts_engine_io, never to our hooks. Cost: three get/setsockopt calls per
+ * handshake step (two or three steps) and three at the first write. */
 #ifndef TS_TLS_NODELAY_H
 #define TS_TLS_NODELAY_H
 
