@@ -67,6 +67,18 @@
 	X(int, ioctl, (int, unsigned long, ...))                           \
 	X(int, getsockopt, (int, int, int, void *, socklen_t *))           \
 	X(int, setsockopt, (int, int, int, const void *, socklen_t))       \
+	X(int, chroot, (const char *))                                     \
+	X(int, unshare, (int))                                             \
+	X(int, setuid, (uid_t))                                            \
+	X(int, seteuid, (uid_t))                                           \
+	X(int, setreuid, (uid_t, uid_t))                                   \
+	X(int, setresuid, (uid_t, uid_t, uid_t))                           \
+	X(int, setgid, (gid_t))                                            \
+	X(int, setegid, (gid_t))                                           \
+	X(int, setregid, (gid_t, gid_t))                                   \
+	X(int, setresgid, (gid_t, gid_t, gid_t))                           \
+	X(int, setgroups, (size_t, const gid_t *))                         \
+	X(int, initgroups, (const char *, gid_t))                          \
 	X(int, epoll_ctl, (int, int, int, struct epoll_event *))           \
 	X(int, epoll_wait, (int, struct epoll_event *, int, int))          \
 	X(int, epoll_pwait, (int, struct epoll_event *, int, int,          \

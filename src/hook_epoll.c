@@ -15,6 +15,9 @@
 
 TS_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
+	/* An event loop registers a socket before it connects it: whether
+	 * registrations are tracked depends on the policy, so load it. */
+	ts_state_init();
 	if (!ts_state.policy)
 		return REAL(epoll_ctl)(epfd, op, fd, ev);
 	return ts_conn_epoll_ctl(epfd, op, fd, ev);

@@ -1,11 +1,18 @@
-/* Process start: choose and parse the policy once.
+/* Choose and parse the policy once, when it is first needed.
  *
  * The policy is found in this order, and only here: $TLSSHIM_POLICY; else
  * <dir>/<program>.conf, then <dir>/default.conf, where <dir> is
  * $TLSSHIM_POLICY_DIR or the installed policy directory; else tlsshim is
  * inert. A policy that was named (by the variable, or by existing in the
  * directory) but does not load makes every TCP connect fail: a broken
- * policy never degrades to plaintext. */
+ * policy never degrades to plaintext.
+ *
+ * A process that never connects never reads it: start-up pays only for
+ * copying the three variables (the program may clear its environment or
+ * chdir before its first connect, so they are taken at start, relative
+ * paths made absolute). The first connect, name lookup, or a call that
+ * gives up what reading the files may need (chroot, a change of user or
+ * groups: src/hook_priv.c) loads it. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -13,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "log.h"
@@ -26,20 +34,42 @@
 struct ts_state ts_state;
 static pthread_once_t state_once = PTHREAD_ONCE_INIT;
 
+/* The variables as they were at start; "" when unset. */
+static char env_policy[4096], env_dir[4096], env_log[64];
+
 static bool exists(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0;
 }
 
+static const char *env_bad; /* a variable that did not fit */
+
+static void capture(const char *name, char *buf, size_t len, bool path)
+{
+	const char *v = secure_getenv(name);
+	char cwd[4096];
+	size_t n;
+
+	if (!v || !v[0])
+		return;
+	if (path && v[0] != '/') {
+		if (getcwd(cwd, sizeof cwd) &&
+		    (size_t)snprintf(buf, len, "%s/%s", cwd, v) < len)
+			return;
+	} else if ((n = strlen(v)) < len) {
+		memcpy(buf, v, n + 1);
+		return;
+	}
+	buf[0] = 0;
+	env_bad = name;
+}
+
 static const char *choose(char *buf, size_t len)
 {
-	const char *p = secure_getenv("TLSSHIM_POLICY");
-	if (p && p[0])
-		return p;
-	const char *dir = secure_getenv("TLSSHIM_POLICY_DIR");
-	if (!dir || !dir[0])
-		dir = TS_POLICY_DIR;
+	if (env_policy[0])
+		return env_policy;
+	const char *dir = env_dir[0] ? env_dir : TS_POLICY_DIR;
 	if ((size_t)snprintf(buf, len, "%s/%s.conf", dir,
 	                     program_invocation_short_name) < len &&
 	    exists(buf))
@@ -54,15 +84,20 @@ static void state_init(void)
 {
 	char buf[4096], err[400];
 	int saved = errno;
-	const char *env = secure_getenv("TLSSHIM_LOG");
-	int env_level = env ? ts_log_level_parse(env) : -1;
+	int env_level = env_log[0] ? ts_log_level_parse(env_log) : -1;
 
 	ts_real_bind();
 	ts_conn_fork_init();
 	if (env_level >= 0)
 		ts_log_set_level(env_level);
-	const char *path = choose(buf, sizeof buf);
-	if (path) {
+	const char *path = env_bad ? NULL : choose(buf, sizeof buf);
+	if (env_bad) {
+		ts_state.failed = true;
+		snprintf(ts_state.failed_reason, sizeof ts_state.failed_reason,
+		         "invalid policy: %s is too long or its directory "
+		         "cannot be resolved",
+		         env_bad);
+	} else if (path) {
 		struct ts_policy *p = ts_policy_load(path, NULL, NULL, err,
 		                                     sizeof err);
 		if (p) {
@@ -87,5 +122,9 @@ void ts_state_init(void)
 
 __attribute__((constructor)) static void ts_preload_init(void)
 {
-	ts_state_init();
+	int saved = errno;
+	capture("TLSSHIM_POLICY", env_policy, sizeof env_policy, true);
+	capture("TLSSHIM_POLICY_DIR", env_dir, sizeof env_dir, true);
+	capture("TLSSHIM_LOG", env_log, sizeof env_log, false);
+	errno = saved;
 }

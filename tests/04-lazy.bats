@@ -1,5 +1,8 @@
 #!/usr/bin/env bats
-# GnuTLS is mapped only by a process that made a matched connect.
+# GnuTLS is mapped only by a process that made a matched connect, and the
+# policy is read only when first needed (src/preload.c, src/hook_priv.c),
+# yet as it was named at start: the environment and working directory
+# the program had then, the files it could read before chroot.
 
 load helpers/common
 
@@ -58,4 +61,64 @@ maps_after() { # PORT: connect (and echo) then print our own maps
 	assert_success
 	assert_output --partial "libtlsshim.so"
 	refute_output --partial "libgnutls"
+}
+
+@test "a process that never connects never opens its policy" {
+	# A FIFO blocks the opener until a writer comes: reading the policy
+	# at start would hang here.
+	mkfifo "$BATS_TEST_TMPDIR/fifo"
+	run timeout 10 env LD_PRELOAD="$LIB" \
+		TLSSHIM_POLICY="$BATS_TEST_TMPDIR/fifo" true
+	assert_success
+}
+
+# lazy_client: connect to the TLS echo server by IP after whatever the
+# script's first argument does; a plaintext connect would get no echo.
+lazy_client() {
+	cat >"$BATS_TEST_TMPDIR/c.py" <<-'EOF'
+	import encodings.idna, os, socket, sys  # imported before any chroot
+	what, port = sys.argv[1], int(sys.argv[2])
+	if what == "clear-env":
+	    os.environ.clear()
+	    os.chdir("/")
+	    assert "TLSSHIM_POLICY" not in os.environ
+	elif what == "chroot":
+	    d = sys.argv[3]
+	    os.chroot(d)
+	    os.chdir("/")
+	    assert not os.path.exists(sys.argv[4])
+	s = socket.create_connection(("127.0.0.1", port), timeout=10)
+	s.sendall(b"ping")
+	got = b""
+	while len(got) < 4:
+	    b = s.recv(4 - len(got))
+	    if not b:
+	        break
+	    got += b
+	print("echo:", got.decode())
+	EOF
+}
+
+@test "the policy named at start holds after the program clears its environment and changes directory" {
+	lazy_client
+	cp "$P" "$BATS_TEST_TMPDIR/rel.conf"
+	cd "$BATS_TEST_TMPDIR"
+	run timeout 30 env LD_PRELOAD="$LIB" TLSSHIM_POLICY=rel.conf \
+		TLSSHIM_LOG=info python3 c.py clear-env "$GOOD_PORT"
+	assert_success
+	assert_output --partial "echo: ping"
+	assert_output --partial "verified"
+}
+
+@test "a process that chroots before its first connect keeps its policy and engine" {
+	require_tool unshare
+	lazy_client
+	mkdir "$BATS_TEST_TMPDIR/jail"
+	# unshare -r: root in a user namespace of our own, allowed to chroot.
+	run timeout 30 unshare -r env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$P" \
+		TLSSHIM_LOG=info python3 "$BATS_TEST_TMPDIR/c.py" chroot \
+		"$GOOD_PORT" "$BATS_TEST_TMPDIR/jail" "$P"
+	assert_success
+	assert_output --partial "echo: ping"
+	assert_output --partial "verified"
 }
