@@ -16,7 +16,7 @@
 
 #include "policy.h"
 
-#define TS_ENGINE_ABI 2
+#define TS_ENGINE_ABI 3
 #define TS_ENGINE_SONAME "libtlsshim-engine.so"
 #define TS_ENGINE_INIT_SYM "ts_engine_init"
 
@@ -85,6 +85,9 @@ struct ts_engine {
 	/* "TLS1.3 AES-256-GCM" and the like, for logs. */
 	void (*describe)(struct ts_tls *t, char *buf, size_t len);
 	void (*destroy)(struct ts_tls *t);
+	/* In a forked child, before anything else touches the session: the
+	 * session's lock may have been held by a thread that is gone. */
+	void (*child_reset)(struct ts_tls *t);
 	/* Judge what GnuTLS must judge in a rule (priority string, CRL,
 	 * client key) without connecting: 0, or -1 with the reason. */
 	int (*check_rule)(const struct ts_rule *r, char *err, size_t errlen);

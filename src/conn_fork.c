@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "engine_load.h"
 #include "epreg.h"
 #include "log.h"
 #include "real.h"
@@ -108,6 +109,13 @@ static void relock(int fd, struct ts_fdent *e, void *ctx)
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->recv_lock, NULL);
 	pthread_mutex_init(&c->nagle.lock, NULL);
+	if (c->tls) {
+		/* Loaded already: it made c->tls. */
+		char err[64];
+		const struct ts_engine *e = ts_engine_get(err, sizeof err);
+		if (e)
+			e->child_reset(c->tls);
+	}
 }
 
 static void prepare(void)

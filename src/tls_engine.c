@@ -12,6 +12,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/single_threaded.h>
 #include <arpa/inet.h>
 
 #include <gnutls/gnutls.h>
@@ -50,13 +51,10 @@ struct ts_tls {
 	 * it to &ckey, which is then also the address of this ts_tls. */
 	struct ts_tls_cache_key ckey; /* resumption (tls_cache.c) */
 	gnutls_session_t s;
-	int pull_fd;      /* the fds of the current calls (see engine.h) */
-	int push_fd;
-	int send_flags;   /* MSG_* for the push of the current call */
-	int recv_flags;   /* MSG_* for the pull of the current call */
-	int pull_errno;   /* errno of the last failed pull, 0 if none */
-	int push_errno;
-	bool pull_eagain; /* the transport itself said EAGAIN */
+	/* Held by every GnuTLS call on the session, released only while the
+	 * transport waits in the kernel (see enter()). */
+	pthread_mutex_t lock;
+	int fd;           /* the fd the session was created on (handshake) */
 	bool queued;      /* a record is encrypted but not yet sent */
 	bool bye_sent;
 	/* GnuTLS keeps pointers to these until the handshake verifies. */
@@ -284,41 +282,108 @@ out:
 	return c;
 }
 
+/* One engine call's transport: the fd and flags the program's call asked
+ * for, and what the kernel answered. It lives on the caller's stack and
+ * is found through a thread-local pointer, so that when one thread sends
+ * while another receives on the same session, each transport callback
+ * sees its own thread's call. */
+struct xfer {
+	int fd;
+	int send_flags;   /* MSG_* for pushes */
+	int recv_flags;   /* MSG_* for pulls */
+	int pull_errno;   /* errno of the last failed pull, 0 if none */
+	int push_errno;
+	bool pull_eagain; /* the transport itself said EAGAIN */
+};
+static __thread struct xfer *cur;
+
+/* GnuTLS lets one thread send while another receives, but a TLS 1.3
+ * KeyUpdate then races: updating one direction's keys copies the whole
+ * record state into a new epoch, and a receive in progress in the other
+ * thread (which looked its epoch up before waiting for the record) goes
+ * on in the old one; the next record fails with "Decryption has failed"
+ * (tests/stress/stress_keyupdate.c). So every GnuTLS call runs under the
+ * session's lock, and
+ *  - a send may wait in the kernel with the lock dropped (its record is
+ *    encrypted before it waits, so a copy made meanwhile is current);
+ *  - a receive never waits inside GnuTLS once the process has threads:
+ *    its pull does not block, and the wait happens outside GnuTLS with
+ *    the lock dropped, in a 1-byte MSG_PEEK recv that blocks exactly as
+ *    the program's own recv would (SO_RCVTIMEO, SA_RESTART, EINTR).
+ * A single-threaded process cannot interleave, and keeps the one
+ * blocking recv per wait. */
+static void enter(struct ts_tls *t, struct xfer *x)
+{
+	pthread_mutex_lock(&t->lock);
+	cur = x;
+}
+
+static void leave(struct ts_tls *t)
+{
+	cur = NULL;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The transport callbacks: GnuTLS calls them only inside enter/leave. */
 static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
 	struct ts_tls *t = p;
-	ssize_t n = io.recv(t->pull_fd, buf, len, t->recv_flags);
+	struct xfer *x = cur;
+	bool wait = !(x->recv_flags & MSG_DONTWAIT);
 
+	if (wait)
+		pthread_mutex_unlock(&t->lock);
+	ssize_t n = io.recv(x->fd, buf, len, x->recv_flags);
+	int e = errno;
+	if (wait)
+		pthread_mutex_lock(&t->lock);
 	if (n < 0) {
-		t->pull_errno = errno;
-		t->pull_eagain = errno == EAGAIN || errno == EWOULDBLOCK;
-		gnutls_transport_set_errno(t->s, errno);
+		x->pull_errno = e;
+		x->pull_eagain = e == EAGAIN || e == EWOULDBLOCK;
+		gnutls_transport_set_errno(t->s, e);
 	}
+	errno = e;
 	return n;
 }
 
 static int pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 {
 	struct ts_tls *t = p;
-	struct pollfd pfd = {.fd = t->pull_fd, .events = POLLIN};
+	struct xfer *x = cur;
+	struct pollfd pfd = {.fd = x->fd, .events = POLLIN};
 	int timeout = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms;
 
-	if (t->recv_flags & MSG_DONTWAIT)
+	if (x->recv_flags & MSG_DONTWAIT)
 		timeout = 0;
-	return io.poll(&pfd, 1, timeout);
+	if (timeout == 0)
+		return io.poll(&pfd, 1, 0);
+	pthread_mutex_unlock(&t->lock);
+	int r = io.poll(&pfd, 1, timeout), e = errno;
+	pthread_mutex_lock(&t->lock);
+	errno = e;
+	return r;
 }
 
 static ssize_t push(gnutls_transport_ptr_t p, const giovec_t *iov, int cnt)
 {
 	struct ts_tls *t = p;
+	struct xfer *x = cur;
 	struct msghdr m = {.msg_iov = (struct iovec *)iov,
 	                   .msg_iovlen = (size_t)cnt};
-	ssize_t n = io.sendmsg(t->push_fd, &m, t->send_flags);
 
+	bool wait = !(x->send_flags & MSG_DONTWAIT);
+
+	if (wait)
+		pthread_mutex_unlock(&t->lock);
+	ssize_t n = io.sendmsg(x->fd, &m, x->send_flags);
+	int e = errno;
+	if (wait)
+		pthread_mutex_lock(&t->lock);
 	if (n < 0) {
-		t->push_errno = errno;
-		gnutls_transport_set_errno(t->s, errno);
+		x->push_errno = e;
+		gnutls_transport_set_errno(t->s, e);
 	}
+	errno = e;
 	return n;
 }
 
@@ -374,8 +439,9 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	t->pull_fd = t->push_fd = p->fd;
+	t->fd = p->fd;
 	t->keylog_fd = -1;
+	pthread_mutex_init(&t->lock, NULL);
 	t->rule = p->rule;
 	cr = cred_get(p->rule, err, errlen);
 	if (!cr)
@@ -445,6 +511,7 @@ err:
 		gnutls_deinit(t->s);
 	if (t->keylog_fd >= 0)
 		close(t->keylog_fd);
+	pthread_mutex_destroy(&t->lock);
 	free(t);
 	return NULL;
 }
@@ -585,8 +652,9 @@ static void set_reason(struct ts_tls *t, int ret)
 		return;
 	}
 	if (ret == GNUTLS_E_PUSH_ERROR || ret == GNUTLS_E_PULL_ERROR) {
-		int e = ret == GNUTLS_E_PUSH_ERROR ? t->push_errno
-		                                   : t->pull_errno;
+		int e = !cur                       ? EIO
+		        : ret == GNUTLS_E_PUSH_ERROR ? cur->push_errno
+		                                     : cur->pull_errno;
 		snprintf(t->reason, sizeof t->reason, "%s", strerror(e));
 		return;
 	}
@@ -599,25 +667,23 @@ static void set_reason(struct ts_tls *t, int ret)
 }
 
 /* errno for a fatal session error, as close to the kernel's as we can. */
-static int fatal_errno(struct ts_tls *t, int ret)
+static int fatal_errno(int ret)
 {
-	if (ret == GNUTLS_E_PULL_ERROR && t->pull_errno)
-		return t->pull_errno;
-	if (ret == GNUTLS_E_PUSH_ERROR && t->push_errno)
-		return t->push_errno;
+	if (cur && ret == GNUTLS_E_PULL_ERROR && cur->pull_errno)
+		return cur->pull_errno;
+	if (cur && ret == GNUTLS_E_PUSH_ERROR && cur->push_errno)
+		return cur->push_errno;
 	return ECONNRESET;
 }
 
-static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
+static int handshake_locked(struct ts_tls *t, char *err, size_t errlen)
 {
 	int ret;
 
 	ts_tls_cache_begin(t->s);
-	t->send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
-	t->recv_flags = MSG_DONTWAIT;
-	bool nd = ts_nodelay_step(t->push_fd);
+	bool nd = ts_nodelay_step(t->fd);
 	ret = gnutls_handshake(t->s);
-	t->nodelay = ts_nodelay_step_end(t->push_fd, nd, ret == 0);
+	t->nodelay = ts_nodelay_step_end(t->fd, nd, ret == 0);
 	if (ret == 0) {
 		if (after_handshake(t) == 0) {
 			ts_tls_cache_handshake_done(t->s);
@@ -638,18 +704,28 @@ static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
 		return TS_TLS_WANT_READ;
 	set_reason(t, ret);
 	snprintf(err, errlen, "%s", t->reason);
-	errno = fatal_errno(t, ret);
+	errno = fatal_errno(ret);
 	return TS_TLS_ERR;
 }
 
-static int tls_flush(struct ts_tls *t, int fd, int flags)
+static int tls_handshake(struct ts_tls *t, char *err, size_t errlen)
+{
+	struct xfer x = {.fd = t->fd,
+	                 .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL,
+	                 .recv_flags = MSG_DONTWAIT};
+	enter(t, &x);
+	int rc = handshake_locked(t, err, errlen);
+	leave(t);
+	return rc;
+}
+
+/* Flush a queued record through cur's fd and flags. */
+static int flush_locked(struct ts_tls *t)
 {
 	ssize_t ret;
 
 	if (!t->queued)
 		return TS_TLS_OK;
-	t->push_fd = fd;
-	t->send_flags = flags;
 	ret = gnutls_record_send(t->s, NULL, 0);
 	if (ret >= 0) {
 		t->queued = false;
@@ -660,23 +736,30 @@ static int tls_flush(struct ts_tls *t, int fd, int flags)
 	if (ret == GNUTLS_E_INTERRUPTED)
 		return TS_TLS_INTR;
 	set_reason(t, (int)ret);
-	errno = fatal_errno(t, (int)ret);
+	errno = fatal_errno((int)ret);
 	return TS_TLS_ERR;
 }
 
-static ssize_t tls_send(struct ts_tls *t, int fd, const void *buf,
-                        size_t len, int flags)
+static int tls_flush(struct ts_tls *t, int fd, int flags)
+{
+	struct xfer x = {.fd = fd, .send_flags = flags};
+	enter(t, &x);
+	int rc = flush_locked(t);
+	leave(t);
+	return rc;
+}
+
+static ssize_t send_locked(struct ts_tls *t, int fd, const void *buf,
+                           size_t len)
 {
 	size_t chunk = len < MAX_CHUNK ? len : MAX_CHUNK;
 	ssize_t ret;
-	int rc = tls_flush(t, fd, flags);
+	int rc = flush_locked(t);
 
 	if (rc != TS_TLS_OK)
 		return rc;
 	if (len == 0)
 		return 0;
-	t->push_fd = fd;
-	t->send_flags = flags;
 	ret = gnutls_record_send(t->s, buf, chunk);
 	if (t->nodelay)
 		t->nodelay = ts_nodelay_sent(fd, t->nodelay);
@@ -689,22 +772,26 @@ static ssize_t tls_send(struct ts_tls *t, int fd, const void *buf,
 		return (ssize_t)chunk;
 	}
 	set_reason(t, (int)ret);
-	errno = fatal_errno(t, (int)ret);
+	errno = fatal_errno((int)ret);
 	return TS_TLS_ERR;
 }
 
-static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
-                        int flags)
+static ssize_t tls_send(struct ts_tls *t, int fd, const void *buf,
+                        size_t len, int flags)
+{
+	struct xfer x = {.fd = fd, .send_flags = flags};
+	enter(t, &x);
+	ssize_t r = send_locked(t, fd, buf, len);
+	leave(t);
+	return r;
+}
+
+static ssize_t recv_locked(struct ts_tls *t, void *buf, size_t len)
 {
 	ssize_t ret;
 
-	t->pull_fd = t->push_fd = fd;
-	t->recv_flags = flags & MSG_DONTWAIT;
-	/* A response GnuTLS sends while receiving must never block or
-	 * raise SIGPIPE behind the program's back. */
-	t->send_flags = MSG_NOSIGNAL | (flags & MSG_DONTWAIT);
 	for (;;) {
-		t->pull_eagain = false;
+		cur->pull_eagain = false;
 		ret = gnutls_record_recv(t->s, buf, len);
 		if (ret >= 0)
 			return ret;
@@ -714,7 +801,7 @@ static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
 			 * post-handshake message (a TLS 1.3 ticket) on a
 			 * blocking socket: only the transport's own EAGAIN
 			 * is reported. */
-			if (t->pull_eagain)
+			if (cur->pull_eagain)
 				return TS_TLS_WANT_READ;
 			continue;
 		case GNUTLS_E_INTERRUPTED:
@@ -733,33 +820,63 @@ static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
 			if (!gnutls_error_is_fatal((int)ret))
 				continue;
 			set_reason(t, (int)ret);
-			errno = fatal_errno(t, (int)ret);
+			errno = fatal_errno((int)ret);
 			return TS_TLS_ERR;
 		}
 	}
 }
 
+static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
+                        int flags)
+{
+	/* A response GnuTLS sends while receiving must never block or
+	 * raise SIGPIPE behind the program's back. */
+	bool outside = !(flags & MSG_DONTWAIT) && !__libc_single_threaded;
+	struct xfer x = {.fd = fd,
+	                 .recv_flags = outside ? MSG_DONTWAIT
+	                                       : flags & MSG_DONTWAIT,
+	                 .send_flags = MSG_NOSIGNAL | (flags & MSG_DONTWAIT)};
+	for (;;) {
+		enter(t, &x);
+		ssize_t r = recv_locked(t, buf, len);
+		leave(t);
+		if (r != TS_TLS_WANT_READ || !outside)
+			return r;
+		char c;
+		ssize_t n = io.recv(fd, &c, 1, MSG_PEEK);
+		if (n < 0 && errno == EINTR)
+			return TS_TLS_INTR;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return TS_TLS_WANT_READ; /* SO_RCVTIMEO ran out */
+		/* Bytes, EOF or an error: GnuTLS takes it from here. */
+	}
+}
+
 static size_t tls_pending(struct ts_tls *t)
 {
-	return gnutls_record_check_pending(t->s);
+	pthread_mutex_lock(&t->lock);
+	size_t n = gnutls_record_check_pending(t->s);
+	pthread_mutex_unlock(&t->lock);
+	return n;
 }
 
 static bool tls_send_queued(struct ts_tls *t)
 {
-	return t->queued;
+	pthread_mutex_lock(&t->lock);
+	bool q = t->queued;
+	pthread_mutex_unlock(&t->lock);
+	return q;
 }
 
-static int tls_close_notify(struct ts_tls *t, int fd)
+static int close_notify_locked(struct ts_tls *t)
 {
-	int flags = MSG_DONTWAIT | MSG_NOSIGNAL, rc;
+	int rc;
 
 	if (t->bye_sent)
 		return TS_TLS_OK;
-	rc = tls_flush(t, fd, flags);
+	rc = flush_locked(t);
 	if (rc == TS_TLS_WANT_WRITE || rc == TS_TLS_INTR)
 		return rc;
-	t->push_fd = fd;
-	t->send_flags = flags;
 	rc = rc == TS_TLS_OK ? gnutls_bye(t->s, GNUTLS_SHUT_WR) : 0;
 	if (rc == GNUTLS_E_AGAIN)
 		return TS_TLS_WANT_WRITE;
@@ -769,6 +886,15 @@ static int tls_close_notify(struct ts_tls *t, int fd)
 	return TS_TLS_OK;
 }
 
+static int tls_close_notify(struct ts_tls *t, int fd)
+{
+	struct xfer x = {.fd = fd, .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL};
+	enter(t, &x);
+	int rc = close_notify_locked(t);
+	leave(t);
+	return rc;
+}
+
 static const char *tls_reason(struct ts_tls *t)
 {
 	return t->reason;
@@ -776,11 +902,13 @@ static const char *tls_reason(struct ts_tls *t)
 
 static void tls_describe(struct ts_tls *t, char *buf, size_t len)
 {
+	pthread_mutex_lock(&t->lock);
 	const char *v =
 		gnutls_protocol_get_name(gnutls_protocol_get_version(t->s));
 	const char *c = gnutls_cipher_get_name(gnutls_cipher_get(t->s));
 	snprintf(buf, len, "%s %s%s", v ? v : "?", c ? c : "?",
 	         gnutls_session_is_resumed(t->s) ? " resumed" : "");
+	pthread_mutex_unlock(&t->lock);
 }
 
 static void tls_destroy(struct ts_tls *t)
@@ -790,7 +918,14 @@ static void tls_destroy(struct ts_tls *t)
 	gnutls_deinit(t->s);
 	if (t->keylog_fd >= 0)
 		close(t->keylog_fd);
+	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+/* In a forked child: a thread that held the lock is gone. */
+static void tls_child_reset(struct ts_tls *t)
+{
+	pthread_mutex_init(&t->lock, NULL);
 }
 
 /* For tlsshim --check: everything the engine would judge at the first
@@ -817,6 +952,7 @@ static const struct ts_engine ops = {
 	.reason = tls_reason,
 	.describe = tls_describe,
 	.destroy = tls_destroy,
+	.child_reset = tls_child_reset,
 	.check_rule = tls_check_rule,
 };
 

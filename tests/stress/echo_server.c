@@ -4,6 +4,11 @@
  *
  *   echo_server CERT KEY PORTFILE MAXSECONDS
  *
+ * With $ECHO_KEYUPDATE=N it sends a TLS 1.3 KeyUpdate asking the client
+ * to update too (GNUTLS_KU_PEER) after every N bytes it echoes, at most
+ * one each 200 ms (GnuTLS refuses a peer's bursts of them), and adds
+ * "<count>\n" to the file $ECHO_KEYUPDATE_LOG when a connection ends.
+ *
  * Listens on 127.0.0.1 port 0 and writes the port to PORTFILE (atomically),
  * exits by itself after MAXSECONDS. Not preloaded: a plain test tool. */
 #define _GNU_SOURCE
@@ -18,16 +23,59 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static gnutls_certificate_credentials_t cred;
 static gnutls_priority_t prio;
+static long ku_every;
+static const char *ku_log;
+static pthread_mutex_t ku_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* After n more bytes echoed: a KeyUpdate when one is due. */
+static int maybe_key_update(gnutls_session_t s, long n, long *since,
+                            long *count, struct timespec *last)
+{
+	struct timespec now;
+	int r;
+
+	if (!ku_every || (*since += n) < ku_every)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((now.tv_sec - last->tv_sec) * 1000 +
+	            (now.tv_nsec - last->tv_nsec) / 1000000 <
+	    200)
+		return 0;
+	*last = now;
+	*since = 0;
+	do
+		r = gnutls_session_key_update(s, GNUTLS_KU_PEER);
+	while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+	if (r == 0)
+		++*count;
+	return r;
+}
+
+static void log_key_updates(long count)
+{
+	if (!ku_log || !count)
+		return;
+	pthread_mutex_lock(&ku_lock);
+	FILE *f = fopen(ku_log, "a");
+	if (f) {
+		fprintf(f, "%ld\n", count);
+		fclose(f);
+	}
+	pthread_mutex_unlock(&ku_lock);
+}
 
 static void *serve(void *arg)
 {
 	int fd = (int)(intptr_t)arg, r;
 	gnutls_session_t s;
 	static __thread char buf[65536];
+	long since = 0, count = 0;
+	struct timespec last = {0, 0};
 
 	if (gnutls_init(&s, GNUTLS_SERVER) < 0)
 		goto out;
@@ -44,8 +92,12 @@ static void *serve(void *arg)
 		ssize_t n = gnutls_record_recv(s, buf, sizeof buf);
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
+			if (n < 0)
+				fprintf(stderr, "echo_server: %s\n",
+				        gnutls_strerror((int)n));
 			break;
+		}
 		for (ssize_t off = 0; off < n;) {
 			ssize_t w = gnutls_record_send(s, buf + off, n - off);
 			if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED)
@@ -54,8 +106,15 @@ static void *serve(void *arg)
 				goto bye;
 			off += w;
 		}
+		if ((r = maybe_key_update(s, (long)n, &since, &count, &last)) <
+		    0) {
+			fprintf(stderr, "echo_server: key update: %s\n",
+			        gnutls_strerror(r));
+			goto bye;
+		}
 	}
 bye:
+	log_key_updates(count);
 	gnutls_bye(s, GNUTLS_SHUT_WR);
 deinit:
 	gnutls_deinit(s);
@@ -76,6 +135,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	ku_every = getenv("ECHO_KEYUPDATE") ? atol(getenv("ECHO_KEYUPDATE")) : 0;
+	ku_log = getenv("ECHO_KEYUPDATE_LOG");
 	if (gnutls_certificate_allocate_credentials(&cred) < 0 ||
 	    gnutls_certificate_set_x509_key_file(cred, argv[1], argv[2],
 	                                         GNUTLS_X509_FMT_PEM) < 0 ||

@@ -17,6 +17,9 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
+# echo_server logs its KeyUpdates here (stress_keyupdate checks them).
+ECHO_KEYUPDATE_LOG=$work/keyupdates
+export ECHO_KEYUPDATE_LOG
 sh "$src/tests/helpers/gencerts.sh" "$work/certs"
 "$server" "$work/certs/good.pem" "$work/certs/good.key" "$work/port" 600 &
 spid=$!
