@@ -18,6 +18,7 @@
 #define TS_CONN_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -56,9 +57,11 @@ struct ts_conn {
 	struct ts_nagle nagle;     /* TCP_NODELAY for large writes */
 	uint64_t bytes_out, bytes_in;
 	atomic_int *owner;        /* shared with forked copies: owner's pid */
-	unsigned long fork_seen;  /* forks counted when ownership was known */
-	unsigned long used_gen;   /* forks counted at the last use */
-	bool lost;                /* another process owns the session */
+	/* The reading and the writing thread both consult and update these
+	 * (each under its own lock): atomics, relaxed. */
+	atomic_ulong fork_seen;   /* forks counted when ownership was known */
+	atomic_ulong used_gen;    /* forks counted at the last use */
+	atomic_bool lost;         /* another process owns the session */
 	unsigned recv_gen;        /* reads the program made */
 	unsigned et_gen;          /* recv_gen at the last synthesized edge */
 	unsigned char *stage;  /* gathers small writev pieces into a record */

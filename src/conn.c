@@ -320,7 +320,8 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	c->state = TS_CONN_READY;
 	atomic_init(&c->nfds, 1);
 	c->owner = ts_owner_cell_new();
-	c->fork_seen = c->used_gen = ts_conn_forks();
+	atomic_init(&c->fork_seen, ts_conn_forks());
+	atomic_init(&c->used_gen, atomic_load(&c->fork_seen));
 	if (!c->owner) {
 		snprintf(why, sizeof why, "out of memory");
 		goto fail;

@@ -64,16 +64,21 @@ unsigned long ts_conn_forks(void)
 	return atomic_load_explicit(&forks, memory_order_relaxed);
 }
 
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
 bool ts_conn_owned(struct ts_conn *c, bool use)
 {
-	unsigned long f = atomic_load_explicit(&forks, memory_order_relaxed);
+	unsigned long f = LOAD(forks);
 
-	if (__builtin_expect(c->fork_seen == f && !c->lost, 1)) {
-		if (use)
-			c->used_gen = f;
+	if (__builtin_expect(LOAD(c->fork_seen) == f && !LOAD(c->lost), 1)) {
+		/* Written only when it changes: the two threads of a
+		 * full-duplex connection would otherwise share the line. */
+		if (use && LOAD(c->used_gen) != f)
+			STORE(c->used_gen, f);
 		return true;
 	}
-	if (c->lost || !c->owner)
+	if (LOAD(c->lost) || !c->owner)
 		return false;
 	int saved = errno;
 	int me = getpid(), cur = atomic_load(c->owner);
@@ -81,17 +86,17 @@ bool ts_conn_owned(struct ts_conn *c, bool use)
 
 	if (!owned && use && (cur == 0 || owner_gone(cur)))
 		owned = atomic_compare_exchange_strong(c->owner, &cur, me);
-	if (owned && !use && c->used_gen != f) {
+	if (owned && !use && LOAD(c->used_gen) != f) {
 		/* Closing without having used it since the fork: leave it
 		 * to the process that may carry on. */
 		atomic_store(c->owner, 0);
 		owned = false;
 	} else if (owned) {
-		c->fork_seen = f;
+		STORE(c->fork_seen, f);
 		if (use)
-			c->used_gen = f;
+			STORE(c->used_gen, f);
 	} else if (use) {
-		c->lost = true;
+		STORE(c->lost, true);
 		ts_warn("%s %s (%s): the TLS session belongs to process %d "
 		        "since fork; refusing to use it in process %d",
 		        c->rule->name, c->dest, c->name, cur, me);
