@@ -11,13 +11,16 @@
  * server-auth key purpose, same priority string) and sets TCP_NODELAY, as
  * a careful native client does. Options (native): -a CAFILE -n NAME
  * -r (resume sessions from the previous connection's ticket), -D (leave
- * Nagle on). Any client: -d sets TCP_NODELAY after connect (experiments). */
+ * Nagle on). Any client: -d sets TCP_NODELAY after connect (experiments);
+ * -t starts one idle thread first (a multi-threaded process: tlsshim then
+ * waits for data outside GnuTLS, see src/tls_engine.c). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -351,23 +354,36 @@ static void devnull(unsigned long n)
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: bench-client [-a CAFILE -n NAME -r -D] [-d] "
+	        "usage: bench-client [-a CAFILE -n NAME -r -D] [-d] [-t] "
 	        "bulk BYTES|connect N|pingpong N|hold N|devnull N "
 	        "[HOST PORT]\n");
 	exit(2);
 }
 
+static void *idle(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
+	pthread_t th;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "a:n:rdD")) != -1) {
+	while ((opt = getopt(argc, argv, "a:n:rdDt")) != -1) {
 		switch (opt) {
 		case 'a': cafile = optarg; break;
 		case 'n': vname = optarg; break;
 		case 'r': resume = true; break;
 		case 'd': nodelay_plain = true; break;
 		case 'D': no_nodelay = true; break;
+		case 't':
+			if (pthread_create(&th, NULL, idle, NULL))
+				die("pthread_create");
+			break;
 		default: usage();
 		}
 	}
