@@ -3,6 +3,7 @@
 #define TS_HOOKS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -39,5 +40,9 @@
 ssize_t ts_sendto_unmatched(int fd, const void *buf, size_t len, int flags,
                             const struct sockaddr *sa, socklen_t salen);
 ssize_t ts_sendmsg_unmatched(int fd, const struct msghdr *m, int flags);
+
+/* Before the process gives up access the policy may need (src/hook_priv.c):
+ * load the policy; for a new root directory, the engine too. */
+void ts_priv_prepare(bool new_root);
 
 #endif

@@ -8,6 +8,7 @@
  * the system trust store (no ca-file) is not, and is not found after a
  * chroot. Each door costs one pthread_once check after the first call. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <grp.h>
 #include <sched.h>
 #include <unistd.h>
@@ -20,17 +21,24 @@
 #define TS_PRIV_HOOK(ret, name, params, args)                              \
 	TS_EXPORT ret name params                                          \
 	{                                                                  \
-		ts_state_init();                                           \
+		ts_priv_prepare(false);                                    \
 		return REAL(name) args;                                    \
 	}
 
-TS_EXPORT int chroot(const char *path)
+void ts_priv_prepare(bool new_root)
 {
 	char err[256];
+	int saved = errno;
 
 	ts_state_init();
-	if (ts_state.policy && ts_state.policy->nrules)
+	if (new_root && ts_state.policy && ts_state.policy->nrules)
 		(void)ts_engine_get(err, sizeof err); /* refused later if not */
+	errno = saved;
+}
+
+TS_EXPORT int chroot(const char *path)
+{
+	ts_priv_prepare(true);
 	return REAL(chroot)(path);
 }
 

@@ -1,7 +1,10 @@
 /* syscall(2): programs that make socket calls through syscall() bypass
  * every libc hook. The calls that could move data on, or create, an
- * upgraded connection are routed through our hooks; every other system
- * call passes through untouched. */
+ * upgraded connection are routed through our hooks; the calls that give
+ * up access the policy may need (a new root, other credentials) load it
+ * first and then go through as asked (a raw setuid changes one thread,
+ * glibc's every thread: not ours to change); every other system call
+ * passes through untouched. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <fcntl.h>
@@ -65,7 +68,26 @@ TS_EXPORT long syscall(long n, ...)
 	case SYS_splice:
 		return splice((int)A(0), P(1), (int)A(2), P(3), (size_t)A(4),
 		              (unsigned)A(5));
+	case SYS_chroot:
+	case SYS_pivot_root:
+		ts_priv_prepare(true);
+		break;
+	case SYS_unshare:
+	case SYS_setns:
+	case SYS_setuid:
+	case SYS_setgid:
+	case SYS_setreuid:
+	case SYS_setregid:
+	case SYS_setresuid:
+	case SYS_setresgid:
+	case SYS_setgroups:
+	case SYS_setfsuid:
+	case SYS_setfsgid:
+	case SYS_capset:
+		ts_priv_prepare(false);
+		break;
 	default:
-		return REAL(syscall)(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+		break;
 	}
+	return REAL(syscall)(n, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

@@ -82,9 +82,16 @@ lazy_client() {
 	    os.environ.clear()
 	    os.chdir("/")
 	    assert "TLSSHIM_POLICY" not in os.environ
-	elif what == "chroot":
+	elif what in ("chroot", "raw-chroot"):
 	    d = sys.argv[3]
-	    os.chroot(d)
+	    if what == "chroot":
+	        os.chroot(d)
+	    else:
+	        # syscall(2) itself, as a program bypassing libc's chroot
+	        import ctypes, platform
+	        nr = {"x86_64": 161, "aarch64": 51}[platform.machine()]
+	        libc = ctypes.CDLL(None, use_errno=True)
+	        assert libc.syscall(nr, d.encode()) == 0, ctypes.get_errno()
 	    os.chdir("/")
 	    assert not os.path.exists(sys.argv[4])
 	s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -117,6 +124,18 @@ lazy_client() {
 	# unshare -r: root in a user namespace of our own, allowed to chroot.
 	run timeout 30 unshare -r env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$P" \
 		TLSSHIM_LOG=info python3 "$BATS_TEST_TMPDIR/c.py" chroot \
+		"$GOOD_PORT" "$BATS_TEST_TMPDIR/jail" "$P"
+	assert_success
+	assert_output --partial "echo: ping"
+	assert_output --partial "verified"
+}
+
+@test "a process that chroots through syscall(2) before its first connect keeps them too" {
+	require_tool unshare
+	lazy_client
+	mkdir "$BATS_TEST_TMPDIR/jail"
+	run timeout 30 unshare -r env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$P" \
+		TLSSHIM_LOG=info python3 "$BATS_TEST_TMPDIR/c.py" raw-chroot \
 		"$GOOD_PORT" "$BATS_TEST_TMPDIR/jail" "$P"
 	assert_success
 	assert_output --partial "echo: ping"
