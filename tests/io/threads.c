@@ -1,10 +1,16 @@
 /* Threads: one thread writes >= 10 MB while another reads the echo on
  * the same fd (sha256 on both sides); four threads each on their own
- * connection. */
+ * connection; and in a process with threads, a blocking read keeps its
+ * kernel semantics (SO_RCVTIMEO, EINTR without SA_RESTART, restart with
+ * it): tlsshim waits for data differently once a process has threads. */
 #include "iotest.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct job {
@@ -104,6 +110,94 @@ static void many(void)
 	CHECK(ok == 4, "four threads, each on its own connection: %d moved their bytes", ok);
 }
 
+static void *idle(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+struct poke {
+	pthread_t target;
+	int fd;
+	bool write_after; /* then write one byte, which the echo returns */
+};
+
+static void ms_sleep(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void *poker(void *arg)
+{
+	struct poke *p = arg;
+	ms_sleep(150);
+	pthread_kill(p->target, SIGUSR1);
+	if (p->write_after) {
+		ms_sleep(150);
+		(void)io_write_all(p->fd, "r", 1);
+	}
+	return NULL;
+}
+
+/* A read interrupted by a signal: EINTR, or (SA_RESTART) the byte that
+ * comes later. */
+static ssize_t read_poked(int fd, bool restart, char *c)
+{
+	struct sigaction sa = {.sa_handler = on_usr1,
+	                       .sa_flags = restart ? SA_RESTART : 0};
+	struct poke p = {pthread_self(), fd, restart};
+	pthread_t t;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	if (pthread_create(&t, NULL, poker, &p))
+		return -2;
+	ssize_t r = read(fd, c, 1);
+	int e = errno;
+	pthread_join(t, NULL);
+	errno = e;
+	return r;
+}
+
+static void blocking_threaded(void)
+{
+	pthread_t t;
+	char c = 0;
+	CHECK(pthread_create(&t, NULL, idle, NULL) == 0 && pthread_detach(t) == 0,
+	      "a second thread");
+	int fd = io_connect(io_port(NULL));
+	if (fd < 0)
+		return;
+	CHECK(io_write_all(fd, "!", 1) && io_read_all(fd, &c, 1) && c == '!',
+	      "round trip");
+	struct timeval tv = {0, 200000};
+	CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0,
+	      "SO_RCVTIMEO");
+	ssize_t r = read(fd, &c, 1);
+	CHECK(r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK),
+	      "read past SO_RCVTIMEO: -1/EAGAIN (%zd)", r);
+	tv.tv_usec = 0;
+	CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0,
+	      "SO_RCVTIMEO off");
+	r = read_poked(fd, false, &c);
+	CHECK(r == -1 && errno == EINTR,
+	      "a signal without SA_RESTART: -1/EINTR (%zd)", r);
+	r = read_poked(fd, true, &c);
+	CHECK(r == 1 && c == 'r',
+	      "a signal with SA_RESTART: the read goes on to the byte (%zd)", r);
+	CHECK(io_write_all(fd, "!", 1) && io_read_all(fd, &c, 1) && c == '!',
+	      "round trip after");
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
@@ -111,5 +205,7 @@ int main(int argc, char **argv)
 		rw_threads();
 	if (io_selected("many"))
 		many();
+	if (io_selected("blocking-threaded"))
+		blocking_threaded();
 	return io_summary();
 }
