@@ -8,7 +8,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -38,8 +37,10 @@ static bool set(int fd, int o, int v)
 	return setsockopt(fd, IPPROTO_TCP, o, &v, sizeof v) == 0;
 }
 
+static unsigned char b[BIG];
+
 /* Write n bytes of the stream at *off and read their echo back. */
-static bool echo(int fd, unsigned char *b, uint64_t *off, size_t n)
+static bool echo(int fd, uint64_t *off, size_t n)
 {
 	io_fill(b, *off, n);
 	if (!io_write_all(fd, b, n) || !io_read_all(fd, b, n) ||
@@ -49,71 +50,51 @@ static bool echo(int fd, unsigned char *b, uint64_t *off, size_t n)
 	return true;
 }
 
-static void nagle_large(void)
+static void nagle_large(int fd)
 {
-	unsigned char *b = malloc(BIG);
 	uint64_t off = 0;
-	int fd = io_connect(io_port(NULL));
-	if (fd < 0 || !b)
-		goto out;
 	CHECK(opt(fd, TCP_NODELAY) == 0, "Nagle on after connect");
-	CHECK(echo(fd, b, &off, 100), "small write echoed");
+	CHECK(echo(fd, &off, 100), "small write echoed");
 	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
 	      "kernel: Nagle on after a small write");
-	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	CHECK(echo(fd, &off, BIG), "large write echoed");
 	CHECK(opt(fd, TCP_NODELAY) == 0,
 	      "the program still sees its Nagle after a large write");
 	CHECK(kernel_opt(fd, TCP_NODELAY) == (io_tls() ? 1 : 0),
 	      "kernel: TCP_NODELAY %s after a large write",
 	      io_tls() ? "on (ours)" : "off");
-	CHECK(echo(fd, b, &off, 10), "small write after large echoed");
+	CHECK(echo(fd, &off, 10), "small write after large echoed");
 	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
 	      "kernel: the program's Nagle is back for a small write");
-	CHECK(echo(fd, b, &off, BIG) && echo(fd, b, &off, BIG),
+	CHECK(echo(fd, &off, BIG) && echo(fd, &off, BIG),
 	      "large writes again");
 	CHECK(kernel_opt(fd, TCP_NODELAY) == (io_tls() ? 1 : 0),
 	      "kernel: ours again for large writes");
-out:
-	if (fd >= 0)
-		close(fd);
-	free(b);
 }
 
-static void program_nodelay(void)
+static void program_nodelay(int fd)
 {
-	unsigned char *b = malloc(BIG);
 	uint64_t off = 0;
-	int fd = io_connect(io_port(NULL));
-	if (fd < 0 || !b)
-		goto out;
-	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	CHECK(echo(fd, &off, BIG), "large write echoed");
 	/* Setting what the program believes is already set still counts:
 	 * from now on the program decides. */
 	CHECK(set(fd, TCP_NODELAY, 0), "setsockopt(TCP_NODELAY, 0)");
 	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
 	      "kernel: the program's explicit 0 holds at once");
-	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	CHECK(echo(fd, &off, BIG), "large write echoed");
 	CHECK(kernel_opt(fd, TCP_NODELAY) == 0,
 	      "kernel: a program that chose Nagle keeps it for large writes");
 	CHECK(set(fd, TCP_NODELAY, 1) && opt(fd, TCP_NODELAY) == 1,
 	      "the program turns TCP_NODELAY on and sees it");
-	CHECK(echo(fd, b, &off, 10), "small write echoed");
+	CHECK(echo(fd, &off, 10), "small write echoed");
 	CHECK(kernel_opt(fd, TCP_NODELAY) == 1,
 	      "kernel: the program's TCP_NODELAY survives a small write");
-out:
-	if (fd >= 0)
-		close(fd);
-	free(b);
 }
 
-static void program_cork(void)
+static void program_cork(int fd)
 {
-	unsigned char *b = malloc(BIG);
 	uint64_t off = 0;
-	int fd = io_connect(io_port(NULL));
-	if (fd < 0 || !b)
-		goto out;
-	CHECK(echo(fd, b, &off, BIG), "large write echoed");
+	CHECK(echo(fd, &off, BIG), "large write echoed");
 	CHECK(set(fd, TCP_CORK, 1), "setsockopt(TCP_CORK, 1)");
 	CHECK(opt(fd, TCP_CORK) == 1 && kernel_opt(fd, TCP_CORK) == 1,
 	      "corked");
@@ -126,20 +107,25 @@ static void program_cork(void)
 	CHECK(set(fd, TCP_CORK, 0), "uncork");
 	CHECK(io_read_all(fd, b, 10) && io_verify(b, off, 10),
 	      "uncorking sends it; echoed");
-out:
-	if (fd >= 0)
-		close(fd);
-	free(b);
+}
+
+/* Each subtest on a fresh connection. */
+static void run(const char *name, void (*body)(int fd))
+{
+	if (!io_selected(name))
+		return;
+	int fd = io_connect(io_port(NULL));
+	if (fd < 0)
+		return;
+	body(fd);
+	close(fd);
 }
 
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("nagle-large"))
-		nagle_large();
-	if (io_selected("program-nodelay"))
-		program_nodelay();
-	if (io_selected("program-cork"))
-		program_cork();
+	run("nagle-large", nagle_large);
+	run("program-nodelay", program_nodelay);
+	run("program-cork", program_cork);
 	return io_summary();
 }

@@ -19,22 +19,38 @@ struct conn {
 	uint64_t id;
 };
 
+#define PIECE_MAX 65536
+
+/* Fills buf with the next piece of c's stream at off: 1 B .. 64 KiB, its
+ * size from the pattern too (small and large records). Returns its size. */
+static size_t next_piece(const struct conn *c, size_t off, unsigned char *buf)
+{
+	size_t n = 1 + ((size_t)pattern(c->id, off) << 8 |
+	                pattern(c->id, off + 1)) % PIECE_MAX;
+	if (n > total - off)
+		n = total - off;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = pattern(c->id, off + i);
+	return n;
+}
+
+/* Fails unless buf holds c's stream at off. */
+static void check_piece(const struct conn *c, size_t off,
+                        const unsigned char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] != pattern(c->id, off + i))
+			FAIL("conn %d: byte %zu differs", (int)c->id, off + i);
+}
+
 static void *writer(void *arg)
 {
 	struct conn *c = arg;
-	static __thread unsigned char buf[65536];
-	size_t off = 0;
+	static __thread unsigned char buf[PIECE_MAX];
 
-	while (off < total) {
-		/* 1 B .. 64 KiB, from the pattern: small and large records. */
-		size_t n = 1 + ((size_t)pattern(c->id, off) << 8 |
-		                pattern(c->id, off + 1)) % sizeof buf;
-		if (n > total - off)
-			n = total - off;
-		for (size_t i = 0; i < n; i++)
-			buf[i] = pattern(c->id, off + i);
+	for (size_t off = 0, n; off < total; off += n) {
+		n = next_piece(c, off, buf);
 		write_all(c->fd, buf, n);
-		off += n;
 	}
 	return NULL;
 }
@@ -55,10 +71,7 @@ static void *reader(void *arg)
 		if (n == 0)
 			FAIL("conn %d: EOF at %zu of %zu", (int)c->id, off,
 			     total);
-		for (ssize_t i = 0; i < n; i++)
-			if (buf[i] != pattern(c->id, off + (size_t)i))
-				FAIL("conn %d: byte %zu differs", (int)c->id,
-				     off + (size_t)i);
+		check_piece(c, off, buf, (size_t)n);
 		off += (size_t)n;
 	}
 	return NULL;
@@ -92,23 +105,13 @@ static long logged(const char *path, int nconns)
 static void *sequential(void *arg)
 {
 	struct conn *c = arg;
-	static __thread unsigned char buf[65536];
-	size_t off = 0;
+	static __thread unsigned char buf[PIECE_MAX];
 
-	while (off < total) {
-		size_t n = 1 + ((size_t)pattern(c->id, off) << 8 |
-		                pattern(c->id, off + 1)) % sizeof buf;
-		if (n > total - off)
-			n = total - off;
-		for (size_t i = 0; i < n; i++)
-			buf[i] = pattern(c->id, off + i);
+	for (size_t off = 0, n; off < total; off += n) {
+		n = next_piece(c, off, buf);
 		write_all(c->fd, buf, n);
 		read_exact(c->fd, buf, n);
-		for (size_t i = 0; i < n; i++)
-			if (buf[i] != pattern(c->id, off + i))
-				FAIL("conn %d: byte %zu differs", (int)c->id,
-				     off + i);
-		off += n;
+		check_piece(c, off, buf, n);
 	}
 	return NULL;
 }
