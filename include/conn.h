@@ -67,8 +67,9 @@ struct ts_conn {
 	unsigned char *stage;  /* gathers small writev pieces into a record */
 	unsigned char *peek;   /* decrypted, not yet consumed (MSG_PEEK) */
 	size_t peek_len, peek_cap;
-	char dest[64];  /* "ip:port" for messages */
+	char dest[80];  /* "ip:port" for messages (TS_DEST_STR_MAX) */
 	char name[256]; /* the name verified */
+	bool send_sni;  /* name is sent as SNI (not an IP literal) */
 	/* Asynchronous connect (src/conn_async.c, include/conn_async.h). */
 	bool async;            /* connected by a non-blocking connect */
 	unsigned char phase;   /* TS_ASYNC_* while HANDSHAKING */

@@ -63,6 +63,7 @@ struct ts_rule {
 	size_t nalpn;
 	bool alpn_required;       /* refuse a server that selects none */
 	char *keylog_file;        /* opt-in NSS key log; NULL: none */
+	bool plaintext;           /* tls = no: an explicit plaintext exception */
 };
 
 enum ts_log_dest {
@@ -78,16 +79,68 @@ struct ts_policy {
 	size_t nrules;
 	enum ts_log_dest log_dest; /* log = stderr | syslog */
 	char *log_file; /* log-file, resolved; replaces stderr; or NULL */
+	bool unmatched_refuse; /* unmatched = refuse: default deny */
+	bool io_uring_allow;   /* io-uring = allow */
 };
 
 /* A destination as seen at connect(): address and port, and the host name
- * the program resolved for that address when known (NULL otherwise). */
+ * the program resolved for that address when known (NULL otherwise).
+ * Built by ts_dest_from_sockaddr(), the one address normaliser: an IPv4
+ * address reached through a v4-mapped IPv6 one is AF_INET here. */
 struct ts_dest {
-	int family;       /* AF_INET or AF_INET6 */
-	uint8_t addr[16]; /* network order; v4 in the first 4 bytes */
-	uint16_t port;    /* host order */
-	const char *host; /* lower case, no trailing dot, or NULL */
+	int family;         /* AF_INET or AF_INET6 */
+	uint8_t addr[16];   /* network order; v4 in the first 4 bytes */
+	uint16_t port;      /* host order */
+	uint32_t scope_id;  /* IPv6 interface index, 0 if none */
+	bool mapped;        /* reached as ::ffff:a.b.c.d */
+	const char *host;   /* lower case, no trailing dot, or NULL */
+	/* The program resolved this address from a name that a host rule
+	 * may match, but that name is no longer known: undecidable. */
+	bool host_lost;
 };
+
+struct sockaddr;
+
+/* Read a connect() address as the kernel does (AF_INET from 16 bytes,
+ * AF_INET6 from 24: the scope id is read only when 28 are given). 0 and
+ * d filled for an IPv4/IPv6 address the kernel would accept, else -1. */
+int ts_dest_from_sockaddr(const struct sockaddr *sa, size_t len,
+                          struct ts_dest *d);
+
+#define TS_DEST_IP_MAX 64   /* "ffff:...%4294967295" and the NUL */
+#define TS_DEST_STR_MAX 80  /* "[ip%scope]:65535" */
+/* The IP literal of d without the scope (what a certificate's IP address
+ * is compared with), and d as "ip:port" or "[ip%scope]:port" for logs. */
+void ts_dest_ip(const struct ts_dest *d, char *buf, size_t len);
+void ts_dest_format(const struct ts_dest *d, char *buf, size_t len);
+
+/* What happens to a connect to dest: the one decision the preload acts
+ * on and the launcher's --explain and --probe report. */
+enum ts_verdict {
+	TS_VERDICT_PASS,    /* not ours: the kernel's connect, untouched */
+	TS_VERDICT_UPGRADE, /* TLS with rule, verifying name */
+	TS_VERDICT_REFUSE,  /* refused before any byte is sent: why */
+};
+
+enum ts_name_from {
+	TS_NAME_SNI,     /* the rule's sni */
+	TS_NAME_LEARNED, /* the name the program resolved for the address */
+	TS_NAME_LITERAL, /* the IP literal: checked against IP SANs */
+};
+
+struct ts_decision {
+	enum ts_verdict verdict;
+	const struct ts_rule *rule; /* the rule that matched, or NULL */
+	const char *why;            /* REFUSE: the reason */
+	enum ts_name_from name_from;
+	char name[256];             /* UPGRADE: the name verified */
+	bool send_sni;              /* UPGRADE: name is sent as SNI */
+	uint16_t port;              /* UPGRADE: the port connected to */
+};
+
+/* Pure: p may be NULL (no policy: everything passes). */
+void ts_policy_decide(const struct ts_policy *p, const struct ts_dest *d,
+                      struct ts_decision *out);
 
 /* Called once per error, with "path:line:col: message" (no newline); an
  * error about the whole file (unreadable, over 1 MiB) is "path: message". */

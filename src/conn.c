@@ -60,48 +60,15 @@ static struct ts_conn *conn_new(int fd, const struct ts_rule *rule)
 	return c;
 }
 
-static int dest_from_sockaddr(const struct sockaddr *sa, socklen_t len,
-                              struct ts_dest *d)
+/* Every IPv4/IPv6 stream socket is in scope: TCP, MPTCP (what mptcpize
+ * makes) and any other stream protocol the kernel may carry bytes on. */
+static bool is_inet_stream(int fd)
 {
-	memset(d, 0, sizeof *d);
-	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const void *)sa;
-		d->family = AF_INET;
-		memcpy(d->addr, &in->sin_addr, 4);
-		d->port = ntohs(in->sin_port);
-		return 0;
-	}
-	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-		d->family = AF_INET6;
-		memcpy(d->addr, &in6->sin6_addr, 16);
-		d->port = ntohs(in6->sin6_port);
-		return 0;
-	}
-	return -1;
-}
+	int type = 0;
+	socklen_t l = sizeof type;
 
-static void format_dest(const struct ts_dest *d, char *buf, size_t len,
-                        char *ip, size_t iplen)
-{
-	inet_ntop(d->family, d->addr, ip, (socklen_t)iplen);
-	if (d->family == AF_INET6)
-		snprintf(buf, len, "[%s]:%u", ip, d->port);
-	else
-		snprintf(buf, len, "%s:%u", ip, d->port);
-}
-
-static bool is_tcp_stream(int fd)
-{
-	int type = 0, proto = 0;
-	socklen_t l1 = sizeof type, l2 = sizeof proto;
-
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 ||
-	    type != SOCK_STREAM)
-		return false;
-	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l2) < 0)
-		return true; /* old kernels: a stream inet socket is TCP */
-	return proto == IPPROTO_TCP;
+	return REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &l) == 0 &&
+	       type == SOCK_STREAM;
 }
 
 /* Wait for fd until deadline; 1 ready, 0 timed out. Signals do not cut a
@@ -211,15 +178,15 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
                     int *result)
 {
 	struct ts_dest d;
-	char ip[INET6_ADDRSTRLEN], dest[64], why[512] = "";
+	char dest[TS_DEST_STR_MAX], why[512] = "";
 	struct ts_conn *c = NULL;
-	const struct ts_rule *rule;
+	struct ts_decision dec;
 
-	if (!sa || dest_from_sockaddr(sa, len, &d) < 0)
+	if (!sa || ts_dest_from_sockaddr(sa, len, &d) < 0)
 		return 1;
 	ts_state_init();
 	if (ts_state.failed) {
-		if (!is_tcp_stream(fd))
+		if (!is_inet_stream(fd))
 			return 1;
 		refuse_failed_policy();
 		errno = ECONNREFUSED;
@@ -228,20 +195,29 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	}
 	if (!ts_state.policy)
 		return 1;
-	format_dest(&d, dest, sizeof dest, ip, sizeof ip);
+	ts_dest_format(&d, dest, sizeof dest);
 	/* The name the program resolved for this address, if any: host-name
 	 * rules match on it, and it is the name verified without an sni. */
 	char learned[TS_RESOLVE_NAME_MAX];
 	if (ts_resolve_lookup(d.family, d.addr, (unsigned long)gettid(),
 	                      learned, sizeof learned))
 		d.host = learned;
-	rule = ts_policy_match(ts_state.policy, &d);
-	if (!rule) {
-		ts_debug("%s: no rule matches; not upgraded", dest);
+	ts_policy_decide(ts_state.policy, &d, &dec);
+	if (dec.verdict == TS_VERDICT_PASS) {
+		ts_debug("%s: %s; not upgraded", dest,
+		         dec.rule ? "rule with tls = no" : "no rule matches");
 		return 1;
 	}
-	if (!is_tcp_stream(fd))
+	if (!is_inet_stream(fd))
 		return 1;
+	const struct ts_rule *rule = dec.rule;
+	if (dec.verdict == TS_VERDICT_REFUSE) {
+		ts_error("%s %s: refused: %s", rule ? rule->name : "(none)",
+		         dest, dec.why);
+		errno = ECONNREFUSED;
+		*result = -1;
+		return 0;
+	}
 	/* Already upgraded: the kernel would say EISCONN. */
 	struct ts_conn *old = ts_conn_get(fd);
 	if (old && old->async) {
@@ -260,15 +236,12 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	/* A number reused without passing through our close. */
 	ts_conn_purge(fd);
 
-	/* The name sent and verified: the rule's sni, else the name the
-	 * program resolved for this address, else the IP literal (verified
-	 * against the certificate's IP addresses, never sent as SNI). */
-	const char *name = rule->sni ? rule->sni : d.host ? d.host : ip;
-	const char *sni = rule->sni ? rule->sni : d.host;
+	const char *name = dec.name;
+	const char *sni = dec.send_sni ? dec.name : NULL;
 	ts_debug("%s: rule %s, verifying %s (%s)", dest, rule->name, name,
-	         rule->sni ? "sni from the rule" :
-	         d.host ? "name the program resolved" :
-	                  "IP literal, no SNI sent");
+	         dec.name_from == TS_NAME_SNI ? "sni from the rule" :
+	         dec.name_from == TS_NAME_LEARNED ? "name the program resolved" :
+	                                            "IP literal, no SNI sent");
 	warn_rule_once(rule);
 	long long deadline = now_ms() + ts_state.policy->handshake_timeout_ms;
 
@@ -278,12 +251,10 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		struct sockaddr_in6 in6;
 	} target;
 	memcpy(&target, sa, len < sizeof target ? len : sizeof target);
-	if (rule->tls_port) {
-		if (d.family == AF_INET)
-			target.in.sin_port = htons(rule->tls_port);
-		else
-			target.in6.sin6_port = htons(rule->tls_port);
-	}
+	if (sa->sa_family == AF_INET)
+		target.in.sin_port = htons(dec.port);
+	else
+		target.in6.sin6_port = htons(dec.port);
 
 	eng = ts_engine_get(why, sizeof why);
 	if (!eng)
@@ -295,6 +266,7 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	}
 	snprintf(c->dest, sizeof c->dest, "%s", dest);
 	snprintf(c->name, sizeof c->name, "%s", name);
+	c->send_sni = dec.send_sni;
 	int fl = REAL(fcntl)(fd, F_GETFL);
 	c->nonblock = fl >= 0 && (fl & O_NONBLOCK);
 	if (c->nonblock) {

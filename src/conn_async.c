@@ -170,15 +170,11 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 	c->phase = TS_ASYNC_TCP;
 	c->hs_want = POLLOUT;
 	c->hs_deadline = ts_now_ms() + ts_state.policy->handshake_timeout_ms;
-	/* The name chosen at connect (sni, else the name the program
-	 * resolved, else the IP literal), sent as SNI unless an IP literal. */
-	unsigned char ipbuf[16];
-	bool literal = inet_pton(AF_INET, c->name, ipbuf) == 1 ||
-	               inet_pton(AF_INET6, c->name, ipbuf) == 1;
+	/* The name chosen at connect (ts_policy_decide). */
 	struct ts_tls_params tp = {
 		.fd = c->fd,
 		.rule = c->rule,
-		.sni = c->rule->sni ? c->rule->sni : literal ? NULL : c->name,
+		.sni = c->send_sni ? c->name : NULL,
 		.verify_name = c->name,
 	};
 	c->tls = eng->create(&tp, why, whylen);

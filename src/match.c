@@ -1,6 +1,9 @@
-/* Matching a destination to a rule (see policy.h): pure functions, no
- * allocation, no locale. */
+/* Matching a destination to a rule, and deciding what a connect becomes
+ * (see policy.h): pure functions, no allocation, no locale. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -81,4 +84,120 @@ const struct ts_rule *ts_policy_match(const struct ts_policy *p,
 				return r;
 	}
 	return NULL;
+}
+
+/* The kernel's own minimum lengths (tcp_v4_connect, tcp_v6_connect:
+ * SIN6_LEN_RFC2133 is sockaddr_in6 without the scope id). */
+#define SIN_LEN 16
+#define SIN6_LEN_RFC2133 24
+
+int ts_dest_from_sockaddr(const struct sockaddr *sa, size_t len,
+                          struct ts_dest *d)
+{
+	memset(d, 0, sizeof *d);
+	if (!sa || len < sizeof sa->sa_family)
+		return -1;
+	if (sa->sa_family == AF_INET && len >= SIN_LEN) {
+		const struct sockaddr_in *in = (const void *)sa;
+		d->family = AF_INET;
+		memcpy(d->addr, &in->sin_addr, 4);
+		d->port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= SIN6_LEN_RFC2133) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		d->port = ntohs(in6->sin6_port);
+		if (!memcmp(&in6->sin6_addr, v4_mapped, 12)) {
+			/* The wire carries IPv4: one address, one name. */
+			d->family = AF_INET;
+			d->mapped = true;
+			memcpy(d->addr, (const uint8_t *)&in6->sin6_addr + 12,
+			       4);
+			return 0;
+		}
+		d->family = AF_INET6;
+		memcpy(d->addr, &in6->sin6_addr, 16);
+		if (len >= sizeof(struct sockaddr_in6))
+			d->scope_id = in6->sin6_scope_id;
+		return 0;
+	}
+	return -1;
+}
+
+void ts_dest_ip(const struct ts_dest *d, char *buf, size_t len)
+{
+	if (!len)
+		return;
+	if (!inet_ntop(d->family, d->addr, buf, (socklen_t)len))
+		buf[0] = '\0';
+}
+
+void ts_dest_format(const struct ts_dest *d, char *buf, size_t len)
+{
+	char ip[TS_DEST_IP_MAX];
+
+	ts_dest_ip(d, ip, sizeof ip);
+	if (d->family != AF_INET6)
+		snprintf(buf, len, "%s:%u", ip, d->port);
+	else if (d->scope_id)
+		snprintf(buf, len, "[%s%%%u]:%u", ip, d->scope_id, d->port);
+	else
+		snprintf(buf, len, "[%s]:%u", ip, d->port);
+}
+
+static bool host_rules(const struct ts_policy *p)
+{
+	for (size_t i = 0; i < p->nrules; i++)
+		for (size_t j = 0; j < p->rules[i].nmatches; j++)
+			if (p->rules[i].matches[j].kind == TS_MATCH_HOST ||
+			    p->rules[i].matches[j].kind == TS_MATCH_WILDCARD)
+				return true;
+	return false;
+}
+
+void ts_policy_decide(const struct ts_policy *p, const struct ts_dest *d,
+                      struct ts_decision *out)
+{
+	memset(out, 0, sizeof *out);
+	out->verdict = TS_VERDICT_PASS;
+	if (!p || !d)
+		return;
+	if (d->host_lost && host_rules(p)) {
+		/* A name rule might have matched the name it came from:
+		 * neither passing nor verifying a guessed name is safe. */
+		out->verdict = TS_VERDICT_REFUSE;
+		out->why = "the host name this address was resolved from is "
+		           "no longer known, so whether a rule selects it "
+		           "cannot be decided";
+		return;
+	}
+	const struct ts_rule *r = ts_policy_match(p, d);
+	out->rule = r;
+	if (!r) {
+		if (p->unmatched_refuse) {
+			out->verdict = TS_VERDICT_REFUSE;
+			out->why = "no rule matches and the policy says "
+			           "unmatched = refuse";
+		}
+		return;
+	}
+	if (r->plaintext)
+		return; /* tls = no: an explicit exception */
+	out->verdict = TS_VERDICT_UPGRADE;
+	out->port = r->tls_port ? r->tls_port : d->port;
+	/* The name sent and verified: the rule's sni, else the name the
+	 * program resolved for this address, else the IP literal (verified
+	 * against the certificate's IP addresses, never sent as SNI). */
+	if (r->sni) {
+		out->name_from = TS_NAME_SNI;
+		snprintf(out->name, sizeof out->name, "%s", r->sni);
+		out->send_sni = true;
+	} else if (d->host) {
+		out->name_from = TS_NAME_LEARNED;
+		snprintf(out->name, sizeof out->name, "%s", d->host);
+		out->send_sni = true;
+	} else {
+		out->name_from = TS_NAME_LITERAL;
+		ts_dest_ip(d, out->name, sizeof out->name);
+	}
 }

@@ -40,6 +40,7 @@ struct key {
 	enum { SCOPE_GLOBAL, SCOPE_RULE } scope;
 	bool repeatable; /* may appear more than once per section */
 	bool required;   /* every rule must set it */
+	bool plain_ok;   /* a rule key that means something with tls = no */
 	/* obj is the ts_policy (global keys) or the current ts_rule; 0 or -1
 	 * with the error reported. */
 	int (*parse)(struct parser *ps, const struct key *k, void *obj,
@@ -953,6 +954,56 @@ static int parse_log_file(struct parser *ps, const struct key *k, void *obj,
 	return 0;
 }
 
+/* unmatched = pass | refuse */
+static int parse_unmatched(struct parser *ps, const struct key *k,
+                           void *obj, struct tok *v)
+{
+	struct ts_policy *p = obj;
+
+	if (!strcmp(v->s, "pass") || !strcmp(v->s, "refuse")) {
+		p->unmatched_refuse = v->s[0] == 'r';
+		return 0;
+	}
+	perr(ps, v->col, "bad %s '%.64s': expected pass or refuse", k->name,
+	     v->s);
+	return -1;
+}
+
+/* io-uring = refuse | allow */
+static int parse_io_uring(struct parser *ps, const struct key *k,
+                          void *obj, struct tok *v)
+{
+	struct ts_policy *p = obj;
+
+	if (!strcmp(v->s, "refuse") || !strcmp(v->s, "allow")) {
+		p->io_uring_allow = v->s[0] == 'a';
+		return 0;
+	}
+	perr(ps, v->col, "bad %s '%.64s': expected refuse or allow", k->name,
+	     v->s);
+	return -1;
+}
+
+/* tls = yes | no; no makes the rule a plaintext exception. */
+static int parse_tls(struct parser *ps, const struct key *k, void *obj,
+                     struct tok *v)
+{
+	struct ts_rule *r = obj;
+	bool on;
+
+	if (!strcmp(v->s, "yes"))
+		on = true;
+	else if (!strcmp(v->s, "no"))
+		on = false;
+	else {
+		perr(ps, v->col, "bad %s '%.64s': expected yes or no",
+		     k->name, v->s);
+		return -1;
+	}
+	r->plaintext = !on;
+	return 0;
+}
+
 /* To add a key: one row here and, unless an existing parse function fits,
  * one small parse function above. Repeatable keys append in their parse
  * function; the others are checked for duplicates before it runs. */
@@ -969,8 +1020,14 @@ static const struct key keys[] = {
 	{.name = "log-file", .scope = SCOPE_GLOBAL,
 	 .parse = parse_log_file,
 	 .offset = offsetof(struct ts_policy, log_file)},
+	{.name = "unmatched", .scope = SCOPE_GLOBAL,
+	 .parse = parse_unmatched},
+	{.name = "io-uring", .scope = SCOPE_GLOBAL,
+	 .parse = parse_io_uring},
 	{.name = "match", .scope = SCOPE_RULE, .required = true,
-	 .parse = parse_match},
+	 .plain_ok = true, .parse = parse_match},
+	{.name = "tls", .scope = SCOPE_RULE, .plain_ok = true,
+	 .parse = parse_tls},
 	{.name = "sni", .scope = SCOPE_RULE,
 	 .parse = parse_dns_name,
 	 .offset = offsetof(struct ts_rule, sni)},
@@ -1030,6 +1087,13 @@ static void close_section(struct parser *ps)
 			perr_at(ps, r->line, ps->section_col,
 			        "rule '%s' needs both 'client-cert' and "
 			        "'client-key'", r->name);
+		for (size_t i = 0; r->name && r->plaintext && i < nkeys; i++)
+			if (keys[i].scope == SCOPE_RULE && !keys[i].plain_ok &&
+			    ps->seen[i])
+				perr_at(ps, ps->seen[i], 1,
+				        "rule '%s' has tls = no: '%s' means "
+				        "nothing without TLS", r->name,
+				        keys[i].name);
 		if (r->name && r->alpn_required &&
 		    !ps->seen[find_key("alpn") - keys])
 			perr_at(ps, r->line, ps->section_col,

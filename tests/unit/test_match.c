@@ -237,10 +237,142 @@ static void test_empty(void)
 	ts_policy_free(p);
 }
 
+/* The one address normaliser: lengths as the kernel takes them, v4-mapped
+ * as IPv4, scope ids only from a full sockaddr_in6. */
+static void test_normalise(void)
+{
+	struct sockaddr_in in = {.sin_family = AF_INET,
+	                         .sin_port = htons(443)};
+	struct sockaddr_in6 in6 = {.sin6_family = AF_INET6,
+	                           .sin6_port = htons(8443),
+	                           .sin6_scope_id = 7};
+	struct ts_dest d;
+	char buf[TS_DEST_STR_MAX], ip[TS_DEST_IP_MAX];
+
+	inet_pton(AF_INET, "192.0.2.9", &in.sin_addr);
+	CHECK(ts_dest_from_sockaddr((void *)&in, sizeof in, &d) == 0 &&
+	      d.family == AF_INET && d.port == 443 && !d.mapped);
+	ts_dest_format(&d, buf, sizeof buf);
+	CHECK(!strcmp(buf, "192.0.2.9:443"), "%s", buf);
+	CHECK(ts_dest_from_sockaddr((void *)&in, 15, &d) < 0,
+	      "the kernel wants 16 bytes of sockaddr_in");
+	CHECK(ts_dest_from_sockaddr((void *)&in, 64, &d) == 0,
+	      "longer is fine, as for the kernel");
+
+	inet_pton(AF_INET6, "fe80::1", &in6.sin6_addr);
+	CHECK(ts_dest_from_sockaddr((void *)&in6, sizeof in6, &d) == 0 &&
+	      d.family == AF_INET6 && d.port == 8443 && d.scope_id == 7);
+	ts_dest_format(&d, buf, sizeof buf);
+	CHECK(!strcmp(buf, "[fe80::1%7]:8443"), "%s", buf);
+	ts_dest_ip(&d, ip, sizeof ip);
+	CHECK(!strcmp(ip, "fe80::1"), "the literal has no scope: %s", ip);
+	/* RFC 2133's 24-byte sockaddr_in6, which the kernel accepts. */
+	CHECK(ts_dest_from_sockaddr((void *)&in6, 24, &d) == 0 &&
+	      d.family == AF_INET6 && d.scope_id == 0,
+	      "24 bytes: an address without scope id");
+	CHECK(ts_dest_from_sockaddr((void *)&in6, 23, &d) < 0);
+
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", &in6.sin6_addr);
+	for (size_t len = 24; len <= sizeof in6; len += 4) {
+		CHECK(ts_dest_from_sockaddr((void *)&in6, len, &d) == 0 &&
+		      d.family == AF_INET && d.mapped && d.port == 8443 &&
+		      !memcmp(d.addr, "\x7f\0\0\x01", 4),
+		      "v4-mapped is IPv4 (len %zu)", len);
+		ts_dest_format(&d, buf, sizeof buf);
+		ts_dest_ip(&d, ip, sizeof ip);
+		CHECK(!strcmp(buf, "127.0.0.1:8443") &&
+		      !strcmp(ip, "127.0.0.1"), "%s %s", buf, ip);
+	}
+	struct sockaddr sa = {.sa_family = AF_UNIX};
+	CHECK(ts_dest_from_sockaddr(&sa, sizeof sa, &d) < 0, "not inet");
+	CHECK(ts_dest_from_sockaddr(NULL, 16, &d) < 0);
+	CHECK(ts_dest_from_sockaddr(&sa, 1, &d) < 0, "shorter than a family");
+}
+
+static const char decide_text[] =
+	"unmatched = refuse\n"
+	"[named]\n"
+	"match = 127.0.0.1:443\n"
+	"sni = svc.internal\n"
+	"tls-port = 8443\n"
+	"[byname]\n"
+	"match = db.internal:5432, 10.0.0.0/8:5432\n"
+	"[plain]\n"
+	"match = 53, 127.0.0.1:80\n"
+	"tls = no\n";
+
+static void test_decide(void)
+{
+	char err[512];
+	struct ts_policy *p = ts_policy_parse("decide.conf", decide_text,
+	                                      strlen(decide_text), NULL,
+	                                      NULL, err, sizeof err);
+	struct ts_decision dec;
+	struct ts_dest d;
+
+	CHECK(p != NULL, "policy: %s", err);
+	if (!p)
+		return;
+	d = make_dest("127.0.0.1", 443, "ignored.example");
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_UPGRADE && dec.port == 8443 &&
+	      dec.name_from == TS_NAME_SNI && dec.send_sni &&
+	      !strcmp(dec.name, "svc.internal"), "sni wins, tls-port used");
+	d = make_dest("10.1.2.3", 5432, "db.internal");
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_UPGRADE && dec.port == 5432 &&
+	      dec.name_from == TS_NAME_LEARNED && dec.send_sni &&
+	      !strcmp(dec.name, "db.internal"), "the learned name");
+	d = make_dest("10.1.2.3", 5432, NULL);
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_UPGRADE &&
+	      dec.name_from == TS_NAME_LITERAL && !dec.send_sni &&
+	      !strcmp(dec.name, "10.1.2.3"), "the literal, never sent");
+	d = make_dest("::ffff:10.1.2.3", 5432, NULL);
+	d.family = AF_INET; /* what the normaliser makes of it */
+	memmove(d.addr, d.addr + 12, 4);
+	ts_policy_decide(p, &d, &dec);
+	CHECK(!strcmp(dec.name, "10.1.2.3"), "mapped literal: %s", dec.name);
+	d = make_dest("127.0.0.1", 80, NULL);
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_PASS && dec.rule &&
+	      !strcmp(dec.rule->name, "plain"), "tls = no passes");
+	d = make_dest("192.0.2.1", 53, NULL);
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_PASS, "tls = no by port");
+	d = make_dest("192.0.2.1", 80, NULL);
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_REFUSE && !dec.rule && dec.why,
+	      "unmatched = refuse");
+	d = make_dest("192.0.2.1", 5432, NULL);
+	d.host_lost = true;
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_REFUSE && dec.why,
+	      "a forgotten name under name rules cannot be decided");
+	ts_policy_decide(NULL, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_PASS, "no policy");
+	ts_policy_free(p);
+
+	/* Without unmatched = refuse, an unmatched destination passes. */
+	static const char d2[] = "[r]\nmatch = 1.2.3.4:1\n";
+	p = ts_policy_parse("d2.conf", d2, strlen(d2), NULL,
+	                    NULL, err, sizeof err);
+	d = make_dest("192.0.2.1", 80, NULL);
+	ts_policy_decide(p, &d, &dec);
+	CHECK(p && dec.verdict == TS_VERDICT_PASS && !dec.rule);
+	d.host_lost = true;
+	ts_policy_decide(p, &d, &dec);
+	CHECK(dec.verdict == TS_VERDICT_PASS,
+	      "no name rules: a forgotten name changes nothing");
+	ts_policy_free(p);
+}
+
 int main(void)
 {
 	test_table();
 	test_fits();
 	test_empty();
+	test_normalise();
+	test_decide();
 	return check_summary();
 }

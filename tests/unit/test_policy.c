@@ -192,6 +192,16 @@ static const struct {
 	 "duplicate key 'log-level' (first on line 1)"},
 	{"[r]\nmatch = 1\nsni = a.b\n\nsni=a.b\n", 5, 1,
 	 "duplicate key 'sni' (first on line 3)"},
+	/* default deny and plaintext exceptions */
+	{"unmatched = deny\n", 1, 13, "bad unmatched 'deny': expected pass or refuse"},
+	{"io-uring = yes\n", 1, 12, "bad io-uring 'yes': expected refuse or allow"},
+	{"[r]\nmatch = 1\nunmatched = refuse\n", 3, 1,
+	 "'unmatched' is a global key"},
+	{"[r]\nmatch = 1\ntls = off\n", 3, 7, "bad tls 'off': expected yes or no"},
+	{"[r]\nmatch = 1\ntls = no\nsni = a.b\n", 4, 1,
+	 "rule 'r' has tls = no: 'sni' means nothing without TLS"},
+	{"[r]\nmatch = 1\ntls-port = 2\ntls = no\n", 3, 1,
+	 "rule 'r' has tls = no: 'tls-port' means nothing without TLS"},
 	/* sections */
 	{"[r]\nsni = a.b\n", 1, 2, "rule 'r' has no 'match'"},
 	{"[a]\nmatch = 1\n[ b ]\n[c]\nmatch = 1\n", 3, 3,
