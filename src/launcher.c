@@ -465,9 +465,13 @@ int main(int argc, char **argv)
 	if (find_policy(policy, args[0], abs) < 0)
 		return 2;
 
+	if (find_library(lib, sizeof lib) < 0) {
+		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+		return 2;
+	}
 	bool unprot = false;
-	char why[PATH_MAX + 256];
-	int t = ts_launcher_check_target(args[0], &unprot, why, sizeof why);
+	char why[2 * PATH_MAX + 256];
+	int t = ts_launcher_check_target(args, lib, &unprot, why, sizeof why);
 	if (t == -2) {
 		fprintf(stderr, "tlsshim: %s\n", why);
 		return 127;
@@ -488,10 +492,6 @@ int main(int argc, char **argv)
 		}
 		fprintf(stderr, "tlsshim: warning: %s runs unprotected "
 		        "(setuid/setgid/setcap): NO TLS\n", args[0]);
-	}
-	if (find_library(lib, sizeof lib) < 0) {
-		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
-		return 2;
 	}
 	char *preload = build_preload(lib);
 	if (!preload || setenv("LD_PRELOAD", preload, 1) < 0 ||
