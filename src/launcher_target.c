@@ -134,7 +134,8 @@ static void describe_kind(const struct elf_kind *k, char *out, size_t len)
 	snprintf(out, len, "%s%s %s (machine %u)",
 	         k->cls == ELFCLASS64 ? "64-bit" :
 	         k->cls == ELFCLASS32 ? "32-bit" : "unknown-class",
-	         k->data == ELFDATA2MSB ? " big-endian" : "",
+	         k->data == ELFDATA2MSB ? " big-endian" :
+	         k->data == ELFDATA2LSB ? "" : " unknown-byte-order",
 	         name ? name : "unknown", k->machine);
 }
 
@@ -142,31 +143,24 @@ static void describe_kind(const struct elf_kind *k, char *out, size_t len)
  * process's byte order): 0, or -1 for a file the kernel would not run. */
 static int elf_load(int fd, const struct elf_kind *k, struct elf *e)
 {
+	union {
+		Elf64_Ehdr e64;
+		Elf32_Ehdr e32;
+	} eh;
+	bool wide = k->cls == ELFCLASS64;
 	uint64_t phoff;
 	size_t entsize, phnum;
 	unsigned char *raw = NULL;
 	int rv = -1;
 
 	e->ph = NULL;
-	if (k->cls == ELFCLASS64) {
-		Elf64_Ehdr eh;
-		if (!full_pread(fd, &eh, sizeof eh, 0))
-			goto err;
-		phoff = eh.e_phoff;
-		entsize = eh.e_phentsize;
-		phnum = eh.e_phnum;
-		if (entsize != sizeof(Elf64_Phdr))
-			goto err;
-	} else {
-		Elf32_Ehdr eh;
-		if (!full_pread(fd, &eh, sizeof eh, 0))
-			goto err;
-		phoff = eh.e_phoff;
-		entsize = eh.e_phentsize;
-		phnum = eh.e_phnum;
-		if (entsize != sizeof(Elf32_Phdr))
-			goto err;
-	}
+	if (!full_pread(fd, &eh, wide ? sizeof eh.e64 : sizeof eh.e32, 0))
+		goto err;
+	phoff = wide ? eh.e64.e_phoff : eh.e32.e_phoff;
+	entsize = wide ? eh.e64.e_phentsize : eh.e32.e_phentsize;
+	phnum = wide ? eh.e64.e_phnum : eh.e32.e_phnum;
+	if (entsize != (wide ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr)))
+		goto err;
 	if (phnum == 0 || phnum * entsize > MAX_PHDRS_SIZE)
 		goto err;
 	raw = malloc(phnum * entsize);
@@ -175,14 +169,17 @@ static int elf_load(int fd, const struct elf_kind *k, struct elf *e)
 		goto err;
 	for (size_t i = 0; i < phnum; i++) {
 		Elf64_Phdr *p = &e->ph[i];
-		if (k->cls == ELFCLASS64) {
+		if (wide) {
 			memcpy(p, raw + i * entsize, sizeof *p);
 		} else {
 			Elf32_Phdr q;
 			memcpy(&q, raw + i * entsize, sizeof q);
-			*p = (Elf64_Phdr){q.p_type, q.p_flags, q.p_offset,
-			                  q.p_vaddr, q.p_paddr, q.p_filesz,
-			                  q.p_memsz, q.p_align};
+			*p = (Elf64_Phdr){
+				.p_type = q.p_type, .p_flags = q.p_flags,
+				.p_offset = q.p_offset, .p_vaddr = q.p_vaddr,
+				.p_paddr = q.p_paddr, .p_filesz = q.p_filesz,
+				.p_memsz = q.p_memsz, .p_align = q.p_align,
+			};
 		}
 	}
 	e->phnum = phnum;
@@ -334,14 +331,14 @@ static int check_elf(int fd, const char *path, const struct elf_kind *k,
                      const struct need *nd, char *why, size_t whylen)
 {
 	struct elf e = {0};
-	char interp[PATH_MAX], a[64], b[64];
+	char interp[PATH_MAX], a[80], b[80];
 	struct stat st;
 	int rv = -1;
 
 	if (!same_kind(k, &nd->kind)) {
 		describe_kind(k, a, sizeof a);
 		describe_kind(&nd->kind, b, sizeof b);
-		snprintf(why, whylen, "%s is a %s program and the preload is "
+		snprintf(why, whylen, "%s is built for %s and the preload for "
 		         "%s: the loader skips a preload of another kind"
 		         UNREACHABLE, path, a, b);
 		return -1;

@@ -415,7 +415,7 @@ P
 	bin=$bin-LAUNCHED
 	run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$bin"
 	[ "$status" -eq 126 ]
-	[[ "$output" == *"refusing to run: $bin is a 32-bit i386 (machine 3) program and the preload is 64-bit x86-64 (machine 62): the loader skips a preload of another kind"*"use a TLS tunnel"* ]]
+	[[ "$output" == *"refusing to run: $bin is built for 32-bit i386 (machine 3) and the preload for 64-bit x86-64 (machine 62): the loader skips a preload of another kind"*"use a TLS tunnel"* ]]
 	expect_recorded rec I386-LAUNCHED 0
 }
 

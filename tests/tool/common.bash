@@ -77,12 +77,17 @@ start_tls_server() {
 	local dir=$1 portfile=$2 cert=${3:-srv}
 	start_bg python3 "$BATS_TEST_DIRNAME/tool/tlsserver.py" \
 		--cert "$dir/$cert.pem" --key "$dir/$cert.key" --port-file "$portfile"
+	wait_port_file "$portfile" "TLS server"
+}
+
+# Waits (bounded) until a server wrote its port to $1; $2 names it.
+wait_port_file() {
 	local i
 	for i in $(seq 1 100); do
-		[ -s "$portfile" ] && return 0
+		[ -s "$1" ] && return 0
 		sleep 0.1
 	done
-	echo "TLS server did not start" >&2
+	echo "$2 did not start" >&2
 	return 1
 }
 
@@ -90,15 +95,10 @@ start_tls_server() {
 # connection to $BATS_FILE_TMPDIR/$1.rec (tests/helpers/tlsserver.py
 # --mode raw-record); its port in $BATS_FILE_TMPDIR/$1.port.
 start_recorder() {
-	local pf=$BATS_FILE_TMPDIR/$1.port i
+	local pf=$BATS_FILE_TMPDIR/$1.port
 	start_bg python3 "$SRCROOT/tests/helpers/tlsserver.py" --mode raw-record \
 		--record "$BATS_FILE_TMPDIR/$1.rec" --port-file "$pf" --max-seconds 300
-	for i in $(seq 1 100); do
-		[ -s "$pf" ] && return 0
-		sleep 0.1
-	done
-	echo "recorder $1 did not start" >&2
-	return 1
+	wait_port_file "$pf" "recorder $1"
 }
 
 # expect_recorded NAME MARK N: the recorder NAME received MARK exactly N
