@@ -6,13 +6,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* src/launcher_target.c: resolve COMMAND like execvp and refuse what the
- * preload cannot reach. 0 when it can run under the preload; else -1
- * with the reason in why (-2: not found). *unprotected is set for setuid/setgid/
- * file-capability targets (the loader drops LD_PRELOAD); the caller
- * decides. */
-int ts_launcher_check_target(const char *cmd, bool *unprotected,
-                             char *why, size_t whylen);
+/* src/launcher_target.c: resolve argv[0] like execvp, follow its #! chain
+ * and env(1), and refuse what the preload (the library at preload) cannot
+ * reach: another ELF class or machine, no or another program interpreter,
+ * a Go program, env dropping LD_PRELOAD or TLSSHIM_POLICY. 0 when it can
+ * run under the preload; else -1 with the reason in why (-2: not found).
+ * *unprotected is set for setuid/setgid/file-capability targets (the
+ * loader drops LD_PRELOAD); the caller decides. */
+int ts_launcher_check_target(char *const argv[], const char *preload,
+                             bool *unprotected, char *why, size_t whylen);
 
 /* src/launcher_explain.c */
 int ts_launcher_explain(const char *policy, const char *target);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -281,6 +282,57 @@ static char *preload_without_us(void)
 	return out;
 }
 
+/* Check POLICY (every error printed); its absolute path in abs, for a
+ * program that may change directory. */
+static int check_absolute(const char *policy, char abs[PATH_MAX])
+{
+	if (check(1, (char **)&policy))
+		return -1;
+	if (!realpath(policy, abs)) {
+		fprintf(stderr, "tlsshim: %s: %s\n", policy, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The policy for COMMAND, in the preload's order: -p, $TLSSHIM_POLICY, else
+ * <dir>/<command>.conf, then <dir>/default.conf. The one found is checked
+ * here, every error printed, and handed to the program as an absolute
+ * TLSSHIM_POLICY: the processes inside run under other names (a script's
+ * sh, curl), and would otherwise look for their own <name>.conf. */
+static int find_policy(const char *policy, const char *cmd,
+                       char abs[PATH_MAX])
+{
+	char conf[PATH_MAX];
+	struct stat st;
+
+	if (!policy || !policy[0])
+		policy = getenv("TLSSHIM_POLICY");
+	if (!policy || !policy[0]) {
+		const char *dir = getenv("TLSSHIM_POLICY_DIR");
+		const char *base = strrchr(cmd, '/');
+		if (!dir || !dir[0])
+			dir = TS_POLICY_DIR;
+		/* Like the preload: a file that exists is the policy,
+		 * readable or not. */
+		if (snprintf(conf, sizeof conf, "%s/%s.conf", dir,
+		             base ? base + 1 : cmd) >= (int)sizeof conf ||
+		    stat(conf, &st) < 0) {
+			char dflt[PATH_MAX];
+			if (snprintf(dflt, sizeof dflt, "%s/default.conf", dir) >=
+			            (int)sizeof dflt ||
+			    stat(dflt, &st) < 0) {
+				fprintf(stderr, "tlsshim: no policy: use -p "
+				        "POLICY (or put one in %s)\n", conf);
+				return -1;
+			}
+			memcpy(conf, dflt, sizeof conf);
+		}
+		policy = conf;
+	}
+	return check_absolute(policy, abs);
+}
+
 /* `eval "$(tlsshim on)"`: like `. torsocks on`, for this shell and what it
  * starts. */
 static int shell_on_off(bool on, const char *policy, const char *level)
@@ -306,15 +358,8 @@ static int shell_on_off(bool on, const char *policy, const char *level)
 		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
 		return 2;
 	}
-	if (policy) {
-		if (check(1, (char **)&policy))
-			return 2;
-		if (!realpath(policy, abs)) {
-			fprintf(stderr, "tlsshim: %s: %s\n", policy,
-			        strerror(errno));
-			return 2;
-		}
-	}
+	if (policy && check_absolute(policy, abs) < 0)
+		return 2;
 	char *preload = build_preload(lib);
 	if (!preload)
 		return 2;
@@ -416,38 +461,17 @@ int main(int argc, char **argv)
 	if (nargs == 1 && (!strcmp(args[0], "on") || !strcmp(args[0], "off")))
 		return shell_on_off(args[0][1] == 'n', policy, level);
 
-	if (!policy)
-		policy = getenv("TLSSHIM_POLICY");
 	char abs[PATH_MAX];
-	if (policy && policy[0]) {
-		if (check(1, (char **)&policy))
-			return 2;
-		if (!realpath(policy, abs)) {
-			fprintf(stderr, "tlsshim: %s: %s\n", policy,
-			        strerror(errno));
-			return 2;
-		}
-	}
-	/* Otherwise the preload picks <dir>/<program>.conf or default.conf;
-	 * with neither, it would be inert: say so rather than run. */
-	if (!policy || !policy[0]) {
-		const char *dir = getenv("TLSSHIM_POLICY_DIR");
-		const char *base = strrchr(args[0], '/');
-		char a[PATH_MAX], b[PATH_MAX];
-		if (!dir || !dir[0])
-			dir = TS_POLICY_DIR;
-		snprintf(a, sizeof a, "%s/%s.conf", dir, base ? base + 1 : args[0]);
-		snprintf(b, sizeof b, "%s/default.conf", dir);
-		if (access(a, R_OK) && access(b, R_OK)) {
-			fprintf(stderr, "tlsshim: no policy: use -p POLICY "
-			        "(or put one in %s)\n", a);
-			return 2;
-		}
-	}
+	if (find_policy(policy, args[0], abs) < 0)
+		return 2;
 
+	if (find_library(lib, sizeof lib) < 0) {
+		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+		return 2;
+	}
 	bool unprot = false;
-	char why[PATH_MAX + 256];
-	int t = ts_launcher_check_target(args[0], &unprot, why, sizeof why);
+	char why[2 * PATH_MAX + 256];
+	int t = ts_launcher_check_target(args, lib, &unprot, why, sizeof why);
 	if (t == -2) {
 		fprintf(stderr, "tlsshim: %s\n", why);
 		return 127;
@@ -469,13 +493,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tlsshim: warning: %s runs unprotected "
 		        "(setuid/setgid/setcap): NO TLS\n", args[0]);
 	}
-	if (find_library(lib, sizeof lib) < 0) {
-		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
-		return 2;
-	}
 	char *preload = build_preload(lib);
 	if (!preload || setenv("LD_PRELOAD", preload, 1) < 0 ||
-	    (policy && policy[0] && setenv("TLSSHIM_POLICY", abs, 1) < 0) ||
+	    setenv("TLSSHIM_POLICY", abs, 1) < 0 ||
 	    (level && setenv("TLSSHIM_LOG", level, 1) < 0)) {
 		fprintf(stderr, "tlsshim: out of memory\n");
 		return 2;

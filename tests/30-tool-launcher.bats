@@ -1,11 +1,12 @@
 #!/usr/bin/env bats
-# The launcher: help, version, --check, --explain, --probe, on/off, and the
-# targets it refuses.
+# The launcher: help, version, --check, --explain, --probe, on/off, the
+# policy it finds and hands down, and the targets it refuses because the
+# preload cannot reach them (judged by what a plain listener received).
 
 load tool/common
 
 setup_file() {
-	require_tool certtool python3 curl gcc
+	require_tool certtool python3 curl gcc go readelf
 	export CERTS="$BATS_FILE_TMPDIR/certs"
 	gen_certs "$CERTS"
 	start_tls_server "$CERTS" "$BATS_FILE_TMPDIR/good.port" srv
@@ -34,10 +35,62 @@ match = localhost:1083
 ca-file = $CERTS/ca.pem
 P
 	export POL="$BATS_FILE_TMPDIR/p.conf"
+	# A plain listener, and a policy that selects it: a client the
+	# preload reaches sends a ClientHello there, never its marker.
+	start_recorder rec
+	export REC=$(cat "$BATS_FILE_TMPDIR/rec.port")
+	export RECPOL="$BATS_FILE_TMPDIR/rec.conf"
+	printf '[rec]\nmatch = 127.0.0.1:%s\nca-file = %s\n' "$REC" \
+		"$CERTS/ca.pem" >"$RECPOL"
+	export LIB="$TLSSHIM_BUILD/src/libtlsshim.so"
+	build_go
+}
+
+# tests/tool/dial.go without cgo (static) and with it (dynamic, libc
+# loaded), offline, with the toolchain's state in the file's directory.
+build_go() {
+	export GODIR="$BATS_FILE_TMPDIR/go"
+	mkdir -p "$GODIR"
+	cp "$BATS_TEST_DIRNAME/tool/dial.go" "$GODIR/main.go"
+	(
+		cd "$GODIR" || exit 1
+		export HOME="$GODIR" GOCACHE="$GODIR/cache" GOPATH="$GODIR/path" \
+			GOFLAGS= GOPROXY=off GOTOOLCHAIN=local
+		CGO_ENABLED=0 go build -o dial-static main.go &&
+			CGO_ENABLED=1 go build -o dial-cgo main.go
+	) || return 1
+	# Copies of dial-cgo that each keep only one of the two marks the
+	# launcher knows Go by, and one without section headers (as sstrip
+	# leaves it: only program headers remain, and the kernel still runs it).
+	python3 - "$GODIR/dial-cgo" <<'PY' || return 1
+import struct, sys
+src = sys.argv[1]
+b = bytes(open(src, "rb").read())
+def save(name, data):
+    open(src.replace("dial-cgo", name), "wb").write(data)
+magic = b.index(b"\xff Go buildinf:")
+# The build-ID note: namesz 4, type 4, name "Go\0\0".
+note = next(i for i in range(12, len(b), 4) if b[i:i + 4] == b"Go\0\0"
+            and struct.unpack_from("<I", b, i - 12)[0] == 4
+            and struct.unpack_from("<I", b, i - 4)[0] == 4)
+save("dial-nomagic", b[:magic] + b"x" * 14 + b[magic + 14:])
+save("dial-nonote", b[:note] + b"Xx" + b[note + 2:])
+h = bytearray(b)
+struct.pack_into("<Q", h, 0x28, 0)          # e_shoff
+struct.pack_into("<HHH", h, 0x3a, 0, 0, 0)  # e_shentsize, e_shnum, e_shstrndx
+save("dial-nosections", bytes(h))
+PY
+	chmod +x "$GODIR/dial-nomagic" "$GODIR/dial-nonote" "$GODIR/dial-nosections"
 }
 
 teardown_file() {
 	stop_all
+}
+
+teardown() {
+	if mountpoint -q "$BATS_TEST_TMPDIR/nx" 2>/dev/null; then
+		umount "$BATS_TEST_TMPDIR/nx"
+	fi
 }
 
 @test "--help fits a screen and names every mode" {
@@ -224,4 +277,180 @@ teardown_file() {
 	[[ "$output" == *"hello over tls"* ]]
 	[[ "$output" == *"tlsshim: info: curl: rule good"* ]]
 	[[ "$output" == *"AFTER=unset unset"* ]]
+}
+
+@test "tlsshim ./script.sh: script.sh.conf from the policy directory is what the programs inside run with" {
+	local d=$BATS_TEST_TMPDIR
+	mkdir "$d/pol" "$d/work"
+	cat >"$d/pol/script.sh.conf" <<P
+[web]
+match = 127.0.0.1:$GOOD
+ca-file = $CERTS/ca.pem
+
+[rec]
+match = 127.0.0.1:$REC
+ca-file = $CERTS/ca.pem
+P
+	# default.conf comes after script.sh.conf: with it, curl would fail
+	# (a name the server's certificate does not have).
+	printf '[web]\nmatch = 127.0.0.1:%s\nsni = other.invalid\nca-file = %s\n' \
+		"$GOOD" "$CERTS/ca.pem" >"$d/pol/default.conf"
+	# The processes inside are sh and curl, in another directory.
+	printf '#!/bin/sh\ncd / || exit 9\nexec curl -sS "$@"\n' >"$d/work/script.sh"
+	chmod +x "$d/work/script.sh"
+	cd "$d/work"
+	TLSSHIM_POLICY= TLSSHIM_POLICY_DIR=../pol \
+		run timeout 20 "$TLSSHIM" ./script.sh "http://127.0.0.1:$GOOD/x"
+	[ "$status" -eq 0 ]
+	[ "$output" = "hello over tls" ]
+	# Against a plain listener the handshake fails: the request with its
+	# marker never goes out.
+	TLSSHIM_POLICY= TLSSHIM_POLICY_DIR=../pol \
+		run timeout 20 "$TLSSHIM" ./script.sh "http://127.0.0.1:$REC/SCRIPT-MARK"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"tlsshim: error: rec 127.0.0.1:$REC"* ]]
+	expect_recorded rec SCRIPT-MARK 0
+	# Only default.conf: that one, for every process inside.
+	rm "$d/pol/script.sh.conf"
+	TLSSHIM_POLICY= TLSSHIM_POLICY_DIR=../pol \
+		run timeout 20 "$TLSSHIM" ./script.sh "http://127.0.0.1:$GOOD/x"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"tlsshim: error: web 127.0.0.1:$GOOD"*"other.invalid"* ]]
+}
+
+@test "tlsshim ./script.sh: a broken script.sh.conf is refused with path:line:col, the script never runs" {
+	local d=$BATS_TEST_TMPDIR
+	mkdir "$d/pol"
+	printf '[web]\nmatch = 99999\nbogus = 1\n' >"$d/pol/script.sh.conf"
+	printf '#!/bin/sh\ntouch "%s/ran"\n' "$d" >"$d/script.sh"
+	chmod +x "$d/script.sh"
+	cd "$d"
+	TLSSHIM_POLICY= TLSSHIM_POLICY_DIR="$d/pol" run timeout 10 "$TLSSHIM" ./script.sh
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"$d/pol/script.sh.conf:2:9: bad port '99999'"* ]]
+	[[ "$output" == *"$d/pol/script.sh.conf:3:1: unknown key 'bogus'"* ]]
+	[ ! -e "$d/ran" ]
+}
+
+@test "a Go program, static or with cgo, is refused: its marker never reaches the listener" {
+	[ -z "$(readelf -lW "$GODIR/dial-static" | grep 'program interpreter')" ]
+	readelf -lW "$GODIR/dial-cgo" | grep -q 'program interpreter'
+	readelf -dW "$GODIR/dial-cgo" | grep -q 'libc.so'
+	for kind in static cgo; do
+		local bin=$GODIR/dial-$kind
+		# Without the launcher nothing stops it: the marker goes out
+		# in plaintext although the policy selects the address.
+		LD_PRELOAD=$LIB TLSSHIM_POLICY=$RECPOL \
+			timeout 10 "$bin" "127.0.0.1:$REC" "GO-$kind-DIRECT"
+		expect_recorded rec "GO-$kind-DIRECT" 1
+		run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$bin" "127.0.0.1:$REC" "GO-$kind-LAUNCHED"
+		[ "$status" -eq 126 ]
+		[[ "$output" == "tlsshim: refusing to run: $bin is a Go program: Go makes its own system calls (with cgo too), so LD_PRELOAD cannot see its connections and they would stay plaintext; use a TLS tunnel" ]]
+		expect_recorded rec "GO-$kind-LAUNCHED" 0
+	done
+}
+
+@test "a Go program is refused by either mark, without section headers, through #!, through env, despite --allow-unprotected" {
+	local bin
+	[ -z "$(readelf -SW "$GODIR/dial-nosections" 2>/dev/null | grep buildinfo)" ]
+	for bin in "$GODIR/dial-nomagic" "$GODIR/dial-nonote" "$GODIR/dial-nosections"; do
+		run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$bin" "127.0.0.1:$REC" GO-VARIANT
+		[ "$status" -eq 126 ]
+		[[ "$output" == *"$bin is a Go program"* ]]
+	done
+	printf '#!%s 127.0.0.1:%s\n' "$GODIR/dial-static" "$REC" >"$BATS_TEST_TMPDIR/shebang"
+	printf '#!/usr/bin/env -S dial-cgo 127.0.0.1:%s\n' "$REC" >"$BATS_TEST_TMPDIR/envshebang"
+	chmod +x "$BATS_TEST_TMPDIR/shebang" "$BATS_TEST_TMPDIR/envshebang"
+	run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$BATS_TEST_TMPDIR/shebang"
+	[ "$status" -eq 126 ]
+	[[ "$output" == *"$GODIR/dial-static is a Go program"* ]]
+	PATH="$GODIR:$PATH" run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$BATS_TEST_TMPDIR/envshebang"
+	[ "$status" -eq 126 ]
+	[[ "$output" == *"$GODIR/dial-cgo is a Go program"* ]]
+	PATH="$GODIR:$PATH" run timeout 10 "$TLSSHIM" -p "$RECPOL" --allow-unprotected -- env FOO=1 dial-cgo "127.0.0.1:$REC" GO-ENV
+	[ "$status" -eq 126 ]
+	[[ "$output" == *"$GODIR/dial-cgo is a Go program"* ]]
+	expect_recorded rec GO-VARIANT 0
+	expect_recorded rec GO-ENV 0
+	# What the shebang scripts would have sent: their own path.
+	expect_recorded rec shebang 0
+}
+
+@test "env that drops LD_PRELOAD or TLSSHIM_POLICY is refused; env that keeps them runs, upgraded" {
+	local u="http://127.0.0.1:$REC"
+	# Without the launcher's check: env -i sends the request in plaintext.
+	LD_PRELOAD=$LIB TLSSHIM_POLICY=$RECPOL timeout 10 env -i curl -s "$u/ENV-DIRECT" || true
+	expect_recorded rec ENV-DIRECT 1
+	for e in "-i" "-" "-u LD_PRELOAD" "--unset=TLSSHIM_POLICY" "LD_PRELOAD=" "TLSSHIM_POLICY=/dev/null" "-S -i"; do
+		# shellcheck disable=SC2086
+		run timeout 10 "$TLSSHIM" -p "$RECPOL" -- env $e curl -s "$u/ENV-MARK"
+		[ "$status" -eq 126 ]
+		[[ "$output" == *"would drop the preload or its policy"* ]]
+	done
+	printf '#!/usr/bin/env -S -i curl -s %s/ENV-MARK\n' "$u" >"$BATS_TEST_TMPDIR/envi"
+	chmod +x "$BATS_TEST_TMPDIR/envi"
+	run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$BATS_TEST_TMPDIR/envi"
+	[ "$status" -eq 126 ]
+	[[ "$output" == *"env -i would drop the preload"* ]]
+	expect_recorded rec ENV-MARK 0
+	run timeout 20 "$TLSSHIM" -p "$POL" -- env -u HOME FOO=1 curl -sS http://127.0.0.1:1080/env
+	[ "$status" -eq 0 ]
+	[ "$output" = "hello over tls" ]
+}
+
+@test "a 32-bit program (the preload is 64-bit) is refused: the loader would skip the preload" {
+	[ -e /lib32/libc.so.6 ] || { echo "no 32-bit libc (tests/bootstrap.sh installs libc6-i386)" >&2; return 1; }
+	local bin=$BATS_TEST_TMPDIR/client32 m
+	for m in DIRECT LAUNCHED; do
+		gcc -m32 -fno-pie -no-pie -nostdlib -nostartfiles -DNO_START \
+			-DPORT="$REC" -DMARK="\"I386-$m\"" -o "$bin-$m" \
+			"$BATS_TEST_DIRNAME/tool/markclient.c" /lib32/libc.so.6 \
+			-Wl,-dynamic-linker,/lib/ld-linux.so.2
+	done
+	# Without the launcher: glibc's warning, then plaintext.
+	run timeout 10 env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$RECPOL" "$bin-DIRECT"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"wrong ELF class: ELFCLASS64"* ]]
+	expect_recorded rec I386-DIRECT 1
+	bin=$bin-LAUNCHED
+	run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$bin"
+	[ "$status" -eq 126 ]
+	[[ "$output" == *"refusing to run: $bin is built for 32-bit i386 (machine 3) and the preload for 64-bit x86-64 (machine 62): the loader skips a preload of another kind"*"use a TLS tunnel"* ]]
+	expect_recorded rec I386-LAUNCHED 0
+}
+
+@test "a musl program (another program interpreter) is refused" {
+	require_tool musl-gcc
+	local bin=$BATS_TEST_TMPDIR/client-musl
+	musl-gcc -DPORT="$REC" -DMARK='"MUSL-MARK"' -o "$bin" \
+		"$BATS_TEST_DIRNAME/tool/markclient.c"
+	readelf -lW "$bin" | grep -q 'interpreter: /lib/ld-musl'
+	# It runs and connects (no preload).
+	run timeout 10 "$bin"
+	[ "$status" -eq 0 ]
+	expect_recorded rec MUSL-MARK 1
+	run timeout 10 "$TLSSHIM" -p "$RECPOL" -- "$bin"
+	[ "$status" -eq 126 ]
+	[[ "$output" == *"refusing to run: $bin asks for the program interpreter /lib/ld-musl-"*"not the dynamic loader the preload is built for"* ]]
+	expect_recorded rec MUSL-MARK 1
+}
+
+@test "a preload on a noexec mount is refused: the loader would skip it" {
+	[ "$(id -u)" -eq 0 ] || { echo "this test needs root (to mount a noexec tmpfs)" >&2; return 1; }
+	local d=$BATS_TEST_TMPDIR u="http://127.0.0.1:$REC"
+	mkdir "$d/nx" "$d/bin"
+	mount -t tmpfs -o noexec,size=16m tmpfs "$d/nx"
+	cp "$LIB" "$d/nx/"
+	# The launcher finds the preload beside itself.
+	cp "$TLSSHIM" "$d/bin/tlsshim"
+	ln -s "$d/nx/libtlsshim.so" "$d/bin/libtlsshim.so"
+	# Without the launcher: the loader skips it, the request goes out plain.
+	run timeout 10 env LD_PRELOAD="$d/nx/libtlsshim.so" TLSSHIM_POLICY="$RECPOL" \
+		curl -s "$u/NOEXEC-DIRECT"
+	[[ "$output" == *"failed to map segment"* ]]
+	expect_recorded rec NOEXEC-DIRECT 1
+	run timeout 10 "$d/bin/tlsshim" -p "$RECPOL" -- curl -s "$u/NOEXEC-LAUNCHED"
+	[ "$status" -eq 126 ]
+	[[ "$output" == *"refusing to run: the preload $d/bin/libtlsshim.so is on a noexec mount"* ]]
+	expect_recorded rec NOEXEC-LAUNCHED 0
 }

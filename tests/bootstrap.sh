@@ -25,7 +25,8 @@ packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   netcat-openbsd ncat binutils procps
   scdoc redis-server redis-tools mosquitto mosquitto-clients memcached
   libmemcached-tools slapd ldap-utils openssl
-  valgrind clang libclang-rt-14-dev"
+  valgrind clang libclang-rt-14-dev
+  golang-go musl-tools libc6-i386"
 
 missing=
 for p in $packages; do

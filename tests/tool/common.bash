@@ -77,11 +77,52 @@ start_tls_server() {
 	local dir=$1 portfile=$2 cert=${3:-srv}
 	start_bg python3 "$BATS_TEST_DIRNAME/tool/tlsserver.py" \
 		--cert "$dir/$cert.pem" --key "$dir/$cert.key" --port-file "$portfile"
+	wait_port_file "$portfile" "TLS server"
+}
+
+# Waits (bounded) until a server wrote its port to $1; $2 names it.
+wait_port_file() {
 	local i
 	for i in $(seq 1 100); do
-		[ -s "$portfile" ] && return 0
+		[ -s "$1" ] && return 0
 		sleep 0.1
 	done
-	echo "TLS server did not start" >&2
+	echo "$2 did not start" >&2
+	return 1
+}
+
+# A plain TCP listener on a free port that appends the first bytes of every
+# connection to $BATS_FILE_TMPDIR/$1.rec (tests/helpers/tlsserver.py
+# --mode raw-record); its port in $BATS_FILE_TMPDIR/$1.port.
+start_recorder() {
+	local pf=$BATS_FILE_TMPDIR/$1.port
+	start_bg python3 "$SRCROOT/tests/helpers/tlsserver.py" --mode raw-record \
+		--record "$BATS_FILE_TMPDIR/$1.rec" --port-file "$pf" --max-seconds 300
+	wait_port_file "$pf" "recorder $1"
+}
+
+# expect_recorded NAME MARK N: the recorder NAME received MARK exactly N
+# times. A sentinel connection made now is waited for first, so the
+# connections made before it have been handled; then at most 5 s for the
+# count to reach N.
+expect_recorded() {
+	local rec=$BATS_FILE_TMPDIR/$1.rec n i
+	local s="sentinel-$BATS_TEST_NUMBER-$RANDOM$RANDOM"
+	python3 -c 'import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+c.sendall(sys.argv[2].encode())
+c.close()' "$(cat "$BATS_FILE_TMPDIR/$1.port")" "$s" || return 1
+	for i in $(seq 1 50); do
+		grep -qa "$s" "$rec" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -qa "$s" "$rec" || { echo "recorder $1 recorded no sentinel" >&2; return 1; }
+	for i in $(seq 1 50); do
+		n=$(grep -ca -- "$2" "$rec" || true)
+		[ "$n" -eq "$3" ] && return 0
+		[ "$n" -gt "$3" ] && break
+		sleep 0.1
+	done
+	echo "recorder $1 received '$2' $n times, expected $3" >&2
 	return 1
 }
