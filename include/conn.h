@@ -13,7 +13,14 @@
  * keeps the entry as BROKEN with failed set and SO_ERROR = ECONNREFUSED.
  *   READY --peer close_notify/EOF--> READY with eof set (reads return 0)
  *   READY --fatal TLS error--> BROKEN (every call fails with the saved errno)
- *   any --last close--> close_notify sent without blocking, entry freed */
+ *   any --last close--> close_notify sent without blocking, entry freed
+ *
+ * The entry is in the fd table before the kernel connect starts, and leaves
+ * it only after the kernel call that ends it (close, dup2 onto the number)
+ * has returned: no call of another thread can find the fd unowned while it
+ * names the socket. A call that took the conn and then finds, under the
+ * conn's lock, that its fd no longer names it returns TS_CONN_RETRY: the
+ * hook looks the fd up again (ts_conn_call). */
 #ifndef TS_CONN_H
 #define TS_CONN_H
 
@@ -26,11 +33,27 @@
 #include <sys/uio.h>
 
 #include "fdtab.h"
+#include "forkwatch.h"
 #include "nagle.h"
 #include "policy.h"
 
 #define TS_CONN_STAGE 16384
 #define TS_CONN_PEEK_MAX 65536
+/* From the data functions: fd does not name the conn any more (a close or
+ * dup2 of it finished meanwhile); look it up again. */
+#define TS_CONN_RETRY (-2)
+
+/* The directions of a session, owned separately across fork. */
+enum ts_dir {
+	TS_DIR_WRITE = 0, /* send_lock */
+	TS_DIR_READ = 1,  /* recv_lock */
+};
+
+/* Shared by every process that holds a copy of the session (MAP_SHARED):
+ * per direction, the owner's pid and the epoch of the state it holds. */
+struct ts_owner {
+	_Atomic uint64_t dir[2];
+};
 
 enum ts_conn_state {
 	TS_CONN_HANDSHAKING,
@@ -56,12 +79,13 @@ struct ts_conn {
 	pthread_mutex_t recv_lock; /* one receiver at a time */
 	struct ts_nagle nagle;     /* TCP_NODELAY for large writes */
 	uint64_t bytes_out, bytes_in;
-	atomic_int *owner;        /* shared with forked copies: owner's pid */
-	/* The reading and the writing thread both consult and update these
-	 * (each under its own lock): atomics, relaxed. */
-	atomic_ulong fork_seen;   /* forks counted when ownership was known */
-	atomic_ulong used_gen;    /* forks counted at the last use */
-	atomic_bool lost;         /* another process owns the session */
+	/* Ownership across fork (src/conn_fork.c), per direction, each
+	 * under that direction's lock. */
+	struct ts_owner *owner;
+	uint32_t epoch[2];        /* epoch of this copy's state */
+	atomic_ulong own_gen[2];  /* ts_fork_gen() when ownership was known */
+	atomic_bool lost[2];      /* another process owns the direction */
+	bool fork_locked[2];      /* lock taken by the atfork prepare */
 	unsigned recv_gen;        /* reads the program made */
 	unsigned et_gen;          /* recv_gen at the last synthesized edge */
 	unsigned char *stage;  /* gathers small writev pieces into a record */
@@ -70,8 +94,12 @@ struct ts_conn {
 	char dest[80];  /* "ip:port" for messages (TS_DEST_STR_MAX) */
 	char name[256]; /* the name verified */
 	bool send_sni;  /* name is sent as SNI (not an IP literal) */
-	/* Asynchronous connect (src/conn_async.c, include/conn_async.h). */
-	bool async;            /* connected by a non-blocking connect */
+	uint16_t tls_port; /* tls-port connected to instead, or 0 */
+	/* Asynchronous connect (src/conn_async.c, include/conn_async.h).
+	 * A blocking connect runs the same state machine in the calling
+	 * thread (blocking set), so other threads see it as in progress. */
+	bool async;            /* handshake driven by ts_conn_async_step */
+	bool blocking;         /* a blocking connect() waits for it */
 	unsigned char phase;   /* TS_ASYNC_* while HANDSHAKING */
 	bool failed;           /* the asynchronous handshake failed */
 	short hs_want;         /* POLLIN/POLLOUT the handshake waits for */
@@ -98,6 +126,28 @@ static inline void ts_conn_put(struct ts_conn *c)
 {
 	ts_fdent_put(&c->ent);
 }
+static inline void ts_conn_ref(struct ts_conn *c)
+{
+	ts_fdent_ref(&c->ent);
+}
+
+/* The shape of every data hook: the plain call when fd is not ours, the
+ * session call (a statement using c and setting r) when it is, again when
+ * that says TS_CONN_RETRY. */
+#define ts_conn_call(fd, r, conn_call, plain_call)                        \
+	do {                                                               \
+		for (;;) {                                                 \
+			struct ts_conn *c = ts_conn_get(fd);               \
+			if (!c) {                                          \
+				r = plain_call;                            \
+				break;                                     \
+			}                                                  \
+			r = conn_call;                                     \
+			ts_conn_put(c);                                    \
+			if (r != TS_CONN_RETRY)                            \
+				break;                                     \
+		}                                                          \
+	} while (0)
 
 /* connect(): returns 1 when the destination is not ours (the caller calls
  * the real connect), else the connect result (0, or -1 with errno). */
@@ -115,8 +165,8 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
                       int iovcnt, int flags);
 ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
                       int iovcnt, int flags);
-/* Decrypted bytes readable now (FIONREAD). */
-size_t ts_conn_pending(struct ts_conn *c, int fd);
+/* Decrypted bytes readable now (FIONREAD) into *n: 0, or TS_CONN_RETRY. */
+int ts_conn_pending(struct ts_conn *c, int fd, size_t *n);
 
 /* Readiness the kernel cannot see: POLLIN when decrypted bytes or EOF are
  * waiting in the session. */
@@ -132,26 +182,71 @@ short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev);
  * now consumed. */
 bool ts_conn_data_arrived(struct ts_conn *c, int fd);
 
-/* Forget fd (close, or a new fd took the number): sends close_notify when
- * this was the last reference. */
-void ts_conn_forget(int fd);
+/* The fd lifecycle (src/conn_fd.c): each makes the kernel call itself,
+ * with the table kept right around it, and returns its result. close
+ * sends close_notify at the last close of a session. */
+int ts_conn_close(int fd);
+/* dup2 (three false) or dup3 onto newfd. */
+int ts_conn_dup2(int oldfd, int newfd, int flags, bool three);
+int ts_conn_close_range(unsigned first, unsigned last, int flags);
+void ts_conn_closefrom(int lowfd);
 
-/* newfd is a duplicate of an fd of c (dup, dup2, F_DUPFD...). */
+/* newfd is a fresh duplicate of an fd of c (dup, F_DUPFD...). */
 void ts_conn_alias(int newfd, struct ts_conn *c);
+
+/* exec and spawn (src/conn_fd.c): an upgraded fd without FD_CLOEXEC would
+ * reach the new program as a bare socket carrying the TLS stream, with no
+ * session. For the length of the call each such fd is a closed socket
+ * (or, mark_only, where no file action of the program's can copy it: it
+ * has FD_CLOEXEC); restore puts them back (the call failed, or it was a
+ * spawn). */
+#define TS_EXEC_SAVE_MAX 64
+struct ts_exec_save {
+	unsigned n;
+	bool vfork_child, mark_only;
+	struct {
+		int fd, saved;
+		struct ts_conn *c;
+	} fds[TS_EXEC_SAVE_MAX];
+};
+void ts_conn_exec_prepare(struct ts_exec_save *s, const char *what,
+                          bool mark_only);
+void ts_conn_exec_restore(struct ts_exec_save *s);
 
 /* A new fd got this number while our state was stale (closed behind our
  * back): drop the state without any I/O on the new fd. */
 void ts_conn_purge(int fd);
 
-/* shutdown(2): SHUT_WR and SHUT_RDWR send close_notify first. */
+/* One fd number less names c. At the last, close_notify goes out on kfd
+ * (which names the socket; -1: none) when this process owns the writes,
+ * and c is closed; returns whether it was the last. */
+bool ts_conn_drop_fd(struct ts_conn *c, int kfd);
+/* Queued records, then close_notify, bounded by the handshake timeout;
+ * with send_lock held. */
+void ts_conn_close_notify(struct ts_conn *c, int kfd);
+
+/* " (TLS port N)" when c connected to a tls-port other than the port the
+ * program asked for, else "": for every line that names the connection. */
+const char *ts_conn_port_note(const struct ts_conn *c, char *buf,
+                              size_t len);
+
+/* An entry at fd on which every call fails (EPIPE): what a number whose
+ * meaning was lost at fork carries. */
+void ts_conn_tombstone(int fd);
+
+/* shutdown(2): SHUT_WR and SHUT_RDWR send close_notify first. 0, -1, or
+ * TS_CONN_RETRY. */
 int ts_conn_shutdown(struct ts_conn *c, int fd, int how);
 
-/* Ownership across fork (src/conn_fork.c). use: the caller is about to do
- * I/O and may claim a released session. !use: closing; true when this
- * process should send close_notify. */
-bool ts_conn_owned(struct ts_conn *c, bool use);
-atomic_int *ts_owner_cell_new(void);
-unsigned long ts_conn_forks(void);
+/* Ownership across fork (src/conn_fork.c), called with dir's lock held.
+ * claim: the caller is about to use the direction and may take it when
+ * it was released at a fork and this copy is current (then owns it);
+ * otherwise it is marked lost here, with one warning. !claim: a question
+ * only (poll, close). */
+bool ts_conn_owned(struct ts_conn *c, enum ts_dir dir, bool claim);
+/* A new session's shared cell, owned by this process. NULL: no memory. */
+struct ts_owner *ts_owner_new(void);
+/* The constructor: fork handlers (pthread_atfork and forkwatch). */
 void ts_conn_fork_init(void);
 
 void ts_conn_set_nonblock(struct ts_conn *c, bool on);

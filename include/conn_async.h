@@ -31,12 +31,20 @@ enum ts_async_phase {
  * unreported. Zero in almost every process: the fast-path test. */
 extern atomic_uint ts_async_hot;
 
-/* From ts_conn_connect, for a non-blocking socket: start the TCP connect
- * to target and install c. 0: *result and errno set as the kernel would
- * (EINPROGRESS); -1: failed at once, reason in why (the caller reports). */
+/* From ts_conn_connect: install c in HANDSHAKING, then start the kernel
+ * connect to target (for a blocking socket, the kernel's connect blocks
+ * here). 0: under way (or TCP connected); -1: failed at once, reason in
+ * why (the caller reports), c not installed. */
 int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
-                        socklen_t len, int *result, char *why,
-                        size_t whylen);
+                        socklen_t len, char *why, size_t whylen);
+
+/* A blocking connect whose handshake failed (reported and disconnected by
+ * ts_conn_async_step): the connect() returns the error itself, so the
+ * entry goes and no SO_ERROR is left to report. */
+void ts_conn_async_abandon(struct ts_conn *c);
+
+/* In a new process: the hot list's lock. */
+void ts_conn_async_child_reset(void);
 
 /* connect() on an fd whose conn exists: EALREADY while handshaking; the
  * kernel's answer once verified; the pending error after a failure, then a

@@ -16,7 +16,7 @@
 
 #include "policy.h"
 
-#define TS_ENGINE_ABI 3
+#define TS_ENGINE_ABI 4
 #define TS_ENGINE_SONAME "libtlsshim-engine.so"
 #define TS_ENGINE_INIT_SYM "ts_engine_init"
 
@@ -88,6 +88,13 @@ struct ts_engine {
 	/* In a forked child, before anything else touches the session: the
 	 * session's lock may have been held by a thread that is gone. */
 	void (*child_reset)(struct ts_tls *t);
+	/* Transport through fd instead of the fd each call names (-1: back
+	 * to those), taking effect in calls already waiting too: for the
+	 * moment the program's number names another file (exec's swap). */
+	void (*set_io_fd)(struct ts_tls *t, int fd);
+	/* First thing in a new process, however forked: global locks a
+	 * vanished thread may have held. Before child_reset of sessions. */
+	void (*process_reset)(void);
 	/* Judge what GnuTLS must judge in a rule (priority string, CRL,
 	 * client key) without connecting: 0, or -1 with the reason. */
 	int (*check_rule)(const struct ts_rule *r, char *err, size_t errlen);

@@ -18,6 +18,8 @@ struct ts_fdent {
 
 extern atomic_uint ts_fd_live;
 
+/* The entry for fd with a reference taken, or NULL. While a transition
+ * of fd is under way (ts_fd_gate), waits until it ends. */
 struct ts_fdent *ts_fd_lookup(int fd);
 
 /* The entry for fd with a reference taken, or NULL when fd is not ours. */
@@ -43,9 +45,27 @@ int ts_fd_install(int fd, struct ts_fdent *e);
 
 /* Remove fd's entry and return the table's reference (NULL if none). */
 struct ts_fdent *ts_fd_remove(int fd);
+/* Remove fd's entry only if it is e; true (and the table's reference is
+ * the caller's) when it was. */
+bool ts_fd_remove_if(int fd, struct ts_fdent *e);
 
-/* Every entry with lo <= fd <= hi, without references taken: for fork
- * handlers and close_range, where nothing else runs concurrently on them. */
+/* Transitions of an fd number (close, dup2/dup3 onto it, exec's swap):
+ * from ts_fd_gate until ts_fd_ungate, every lookup of fd waits, so no
+ * call on fd can act on the old entry after the kernel changed what fd
+ * names, nor find no entry before the new one is in place. gate returns
+ * the entry that was there (the table's reference passes to the caller)
+ * and 0, or -1 when out of memory or fd is out of range. ungate puts e
+ * (NULL: none) in the slot, the table taking its own reference, and wakes
+ * the waiters. One transition per fd at a time: the caller serialises. */
+int ts_fd_gate(int fd, struct ts_fdent **old);
+void ts_fd_ungate(int fd, struct ts_fdent *e);
+
+/* Whether fd's slot holds e now: the check a call makes under the
+ * connection's lock that the number it came in through is still e's. */
+bool ts_fd_holds(int fd, const struct ts_fdent *e);
+
+/* Every entry with lo <= fd <= hi, without references taken, gates
+ * skipped: for fork handlers and close_range. */
 void ts_fd_foreach(unsigned lo, unsigned hi,
                    void (*cb)(int fd, struct ts_fdent *e, void *ctx),
                    void *ctx);
@@ -53,6 +73,9 @@ void ts_fd_foreach(unsigned lo, unsigned hi,
 /* For pthread_atfork: no table change may be half done at fork. */
 void ts_fd_lock(void);
 void ts_fd_unlock(void);
-void ts_fd_child_reset(void);
+/* In a forked child: the locks are reset, and every gate left by a
+ * transition that was under way in a thread the child does not have is
+ * emptied and passed to on_gate (which may install an entry there). */
+void ts_fd_child_reset(void (*on_gate)(int fd, void *ctx), void *ctx);
 
 #endif

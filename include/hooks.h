@@ -40,6 +40,9 @@
 ssize_t ts_sendto_unmatched(int fd, const void *buf, size_t len, int flags,
                             const struct sockaddr *sa, socklen_t salen);
 ssize_t ts_sendmsg_unmatched(int fd, const struct msghdr *m, int flags);
+/* The implicit connect of MSG_FASTOPEN to sa: 1 upgraded (or under way),
+ * 0 not ours (the kernel's own fast open goes ahead), -1 refused. */
+int ts_fastopen_connect(int fd, const void *sa, socklen_t salen);
 
 /* Before the process gives up access the policy may need (src/hook_priv.c):
  * load the policy; for a new root directory, the engine too. */

@@ -34,6 +34,8 @@ struct ts_nagle {
 
 void ts_nagle_init(struct ts_nagle *n);
 void ts_nagle_destroy(struct ts_nagle *n);
+/* In a new process: a thread that held the lock is gone. */
+void ts_nagle_child_reset(struct ts_nagle *n);
 
 /* Before a write of total bytes on fd. */
 void ts_nagle_before_send(struct ts_nagle *n, int fd, size_t total);

@@ -159,6 +159,9 @@ void ts_policy_free(struct ts_policy *p);
 const struct ts_rule *ts_policy_match(const struct ts_policy *p,
                                       const struct ts_dest *dest);
 bool ts_match_fits(const struct ts_match *m, const struct ts_dest *dest);
+/* Pure: whether a host or wildcard match of some rule names host (lower
+ * case, no trailing dot), on any port. */
+bool ts_policy_names_host(const struct ts_policy *p, const char *host);
 
 const char *ts_log_level_name(enum ts_log_level l);
 int ts_log_level_parse(const char *s); /* -1 if unknown */

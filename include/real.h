@@ -7,8 +7,10 @@
 #ifndef TS_REAL_H
 #define TS_REAL_H
 
+#include <aio.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -84,7 +86,40 @@
 	X(int, epoll_pwait, (int, struct epoll_event *, int, int,          \
 	                     const sigset_t *))                            \
 	X(int, epoll_pwait2, (int, struct epoll_event *, int,              \
-	                      const struct timespec *, const sigset_t *))
+	                      const struct timespec *, const sigset_t *))  \
+	X(ssize_t, pwritev2, (int, const struct iovec *, int, off_t, int)) \
+	X(ssize_t, pwritev64v2, (int, const struct iovec *, int, off64_t,  \
+	                         int))                                     \
+	X(ssize_t, preadv2, (int, const struct iovec *, int, off_t, int))  \
+	X(ssize_t, preadv64v2, (int, const struct iovec *, int, off64_t,   \
+	                        int))                                      \
+	X(int, vdprintf, (int, const char *, va_list))                     \
+	X(int, __vdprintf_chk, (int, int, const char *, va_list))          \
+	X(int, aio_read, (struct aiocb *))                                 \
+	X(int, aio_write, (struct aiocb *))                                \
+	X(int, aio_read64, (struct aiocb64 *))                             \
+	X(int, aio_write64, (struct aiocb64 *))                            \
+	X(int, lio_listio, (int, struct aiocb *const[], int,               \
+	                    struct sigevent *))                            \
+	X(int, lio_listio64, (int, struct aiocb64 *const[], int,           \
+	                      struct sigevent *))                          \
+	X(int, execve, (const char *, char *const[], char *const[]))       \
+	X(int, execv, (const char *, char *const[]))                       \
+	X(int, execvp, (const char *, char *const[]))                      \
+	X(int, execvpe, (const char *, char *const[], char *const[]))      \
+	X(int, fexecve, (int, char *const[], char *const[]))               \
+	X(int, execveat, (int, const char *, char *const[], char *const[], \
+	                  int))                                            \
+	X(int, posix_spawn, (pid_t *, const char *,                        \
+	                     const posix_spawn_file_actions_t *,           \
+	                     const posix_spawnattr_t *, char *const[],     \
+	                     char *const[]))                               \
+	X(int, posix_spawnp, (pid_t *, const char *,                       \
+	                      const posix_spawn_file_actions_t *,          \
+	                      const posix_spawnattr_t *, char *const[],    \
+	                      char *const[]))                              \
+	X(int, system, (const char *))                                     \
+	X(FILE *, popen, (const char *, const char *))
 
 struct ts_real {
 #define TS_REAL_FIELD(ret, name, args) ret(*name) args;

@@ -66,4 +66,7 @@ bool ts_tls_cache_take(const struct ts_tls_cache_key *k,
 size_t ts_tls_cache_count(void);
 void ts_tls_cache_clear(void);
 
+/* In a process made by a fork libc did not see (forkwatch.h). */
+void ts_tls_cache_child_reset(void);
+
 #endif

@@ -1,4 +1,6 @@
-/* The connection layer (see conn.h). */
+/* The connection layer (see conn.h): connect, the data path, readiness.
+ * The fd lifecycle (close, dup, exec) is in conn_fd.c, the handshake state
+ * machine in conn_async.c, ownership across fork in conn_fork.c. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,15 +21,9 @@
 #include "log.h"
 #include "real.h"
 #include "resolve.h"
+#include "stdio_seal.h"
 
 static const struct ts_engine *_Atomic eng; /* set once, before the first conn */
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void conn_destroy(struct ts_fdent *e)
 {
@@ -54,10 +50,39 @@ static struct ts_conn *conn_new(int fd, const struct ts_rule *rule)
 	c->fd = fd;
 	c->rule = rule;
 	c->state = TS_CONN_HANDSHAKING;
+	atomic_init(&c->nfds, 1);
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->recv_lock, NULL);
 	ts_nagle_init(&c->nagle);
+	for (int d = 0; d < 2; d++)
+		atomic_init(&c->own_gen[d], ts_fork_gen());
 	return c;
+}
+
+const char *ts_conn_port_note(const struct ts_conn *c, char *buf,
+                              size_t len)
+{
+	if (!c || !c->tls_port)
+		return "";
+	snprintf(buf, len, " (TLS port %u)", c->tls_port);
+	return buf;
+}
+
+/* A number whose meaning was lost (a process copied while another thread
+ * was closing or replacing it): every call on it fails, none goes raw. */
+void ts_conn_tombstone(int fd)
+{
+	static const struct ts_rule unknown = {.name = "(unknown)"};
+	struct ts_conn *c = conn_new(fd, &unknown);
+
+	if (!c)
+		return;
+	c->state = TS_CONN_BROKEN;
+	c->broken_errno = EPIPE;
+	snprintf(c->dest, sizeof c->dest, "fd %d", fd);
+	if (ts_fd_install(fd, &c->ent) < 0)
+		ts_error("fd %d: state lost at fork; close it", fd);
+	ts_conn_put(c);
 }
 
 /* Every IPv4/IPv6 stream socket is in scope: TCP, MPTCP (what mptcpize
@@ -76,7 +101,7 @@ static bool is_inet_stream(int fd)
 static int wait_fd(int fd, short events, long long deadline)
 {
 	for (;;) {
-		long long left = deadline - now_ms();
+		long long left = deadline - ts_now_ms();
 		if (left <= 0)
 			return 0;
 		struct pollfd p = {.fd = fd, .events = events};
@@ -88,67 +113,12 @@ static int wait_fd(int fd, short events, long long deadline)
 	}
 }
 
-/* Leave the socket unconnected, as a refused connect does: nothing the
- * program writes afterwards can reach the server in plaintext. */
-static void disconnect(int fd)
-{
-	struct sockaddr sa = {.sa_family = AF_UNSPEC};
-	int saved = errno;
-	(void)REAL(connect)(fd, &sa, sizeof sa);
-	errno = saved;
-}
-
 static void refuse_failed_policy(void)
 {
 	static atomic_flag said = ATOMIC_FLAG_INIT;
 	if (!atomic_flag_test_and_set(&said))
 		ts_error("%s; refusing every TCP connection",
 		         ts_state.failed_reason);
-}
-
-static int tcp_connect(int fd, const struct sockaddr *sa, socklen_t len,
-                       long long deadline, char *why, size_t whylen)
-{
-	if (REAL(connect)(fd, sa, len) == 0)
-		return 0;
-	if (errno != EINPROGRESS && errno != EINTR) {
-		snprintf(why, whylen, "%s", strerror(errno));
-		return -1;
-	}
-	if (!wait_fd(fd, POLLOUT, deadline)) {
-		snprintf(why, whylen, "TCP connect timed out");
-		return -1;
-	}
-	int soerr = 0;
-	socklen_t sl = sizeof soerr;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		soerr = errno;
-	if (soerr) {
-		snprintf(why, whylen, "%s", strerror(soerr));
-		return -1;
-	}
-	return 0;
-}
-
-static int handshake(struct ts_conn *c, long long deadline, char *why,
-                     size_t whylen)
-{
-	for (;;) {
-		int r = eng->handshake(c->tls, why, whylen);
-		if (r == TS_TLS_OK)
-			return 0;
-		if (r == TS_TLS_ERR)
-			return -1;
-		if (r == TS_TLS_INTR)
-			continue;
-		if (!wait_fd(c->fd, r == TS_TLS_WANT_WRITE ? POLLOUT : POLLIN,
-		             deadline)) {
-			snprintf(why, whylen,
-			         "TLS handshake timed out after %u ms",
-			         ts_state.policy->handshake_timeout_ms);
-			return -1;
-		}
-	}
 }
 
 /* Policy warnings the parser cannot give (it reports errors only), once
@@ -174,11 +144,71 @@ static void warn_rule_once(const struct ts_rule *rule)
 		        "traffic", rule->name, rule->keylog_file);
 }
 
+/* connect() again on an fd that is ours already. */
+static int reconnect(int fd, const struct sockaddr *sa, socklen_t len,
+                     int *result)
+{
+	struct ts_conn *old = ts_conn_get(fd);
+
+	if (!old)
+		return 1;
+	if (old->async) {
+		int k = ts_conn_async_reconnect(old, fd, sa, len, result);
+		ts_conn_put(old);
+		return k; /* 1: failed and reported; a fresh attempt */
+	}
+	ts_conn_put(old);
+	errno = EISCONN; /* the kernel's answer */
+	*result = -1;
+	return 0;
+}
+
+/* What connect() to d decides, and the name the program resolved for it
+ * (host rules match on it; without an sni it is the name verified). */
+static void decide(struct ts_dest *d, char *learned, size_t len,
+                   struct ts_decision *dec)
+{
+	switch (ts_resolve_lookup(d->family, d->addr,
+	                          (unsigned long)gettid(), learned, len)) {
+	case TS_RESOLVE_FOUND:
+		d->host = learned;
+		break;
+	case TS_RESOLVE_LOST:
+		d->host_lost = true;
+		break;
+	default:
+		break;
+	}
+	ts_policy_decide(ts_state.policy, d, dec);
+}
+
+/* The blocking connect: the same state machine the program's event loop
+ * drives for a non-blocking one (conn_async.c), run here. Other threads
+ * meanwhile see the connection in progress, as the kernel would show it. */
+static int wait_verified(struct ts_conn *c, int *result)
+{
+	for (;;) {
+		int r = ts_conn_async_step(c);
+		if (r == 0) {
+			*result = 0;
+			return 0;
+		}
+		if (r < 0) {
+			ts_conn_async_abandon(c);
+			errno = ECONNREFUSED;
+			*result = -1;
+			return 0;
+		}
+		(void)wait_fd(c->fd, c->hs_want, c->hs_deadline);
+	}
+}
+
 int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
                     int *result)
 {
 	struct ts_dest d;
 	char dest[TS_DEST_STR_MAX], why[512] = "";
+	char learned[TS_RESOLVE_NAME_MAX], port_note[32];
 	struct ts_conn *c = NULL;
 	struct ts_decision dec;
 
@@ -196,13 +226,7 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (!ts_state.policy)
 		return 1;
 	ts_dest_format(&d, dest, sizeof dest);
-	/* The name the program resolved for this address, if any: host-name
-	 * rules match on it, and it is the name verified without an sni. */
-	char learned[TS_RESOLVE_NAME_MAX];
-	if (ts_resolve_lookup(d.family, d.addr, (unsigned long)gettid(),
-	                      learned, sizeof learned))
-		d.host = learned;
-	ts_policy_decide(ts_state.policy, &d, &dec);
+	decide(&d, learned, sizeof learned, &dec);
 	if (dec.verdict == TS_VERDICT_PASS) {
 		ts_debug("%s: %s; not upgraded", dest,
 		         dec.rule ? "rule with tls = no" : "no rule matches");
@@ -212,38 +236,22 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		return 1;
 	const struct ts_rule *rule = dec.rule;
 	if (dec.verdict == TS_VERDICT_REFUSE) {
-		ts_error("%s %s: refused: %s", rule ? rule->name : "(none)",
+		ts_error("%s %s: refused: %s", rule ? rule->name : "unmatched",
 		         dest, dec.why);
 		errno = ECONNREFUSED;
 		*result = -1;
 		return 0;
 	}
-	/* Already upgraded: the kernel would say EISCONN. */
-	struct ts_conn *old = ts_conn_get(fd);
-	if (old && old->async) {
-		int k = ts_conn_async_reconnect(old, fd, sa, len, result);
-		ts_conn_put(old);
-		if (k == 0)
-			return 0;
-		old = NULL; /* failed and reported: a fresh attempt */
-	}
-	if (old) {
-		ts_conn_put(old);
-		errno = EISCONN;
-		*result = -1;
+	if (ts_fd_peek(fd) && reconnect(fd, sa, len, result) == 0)
 		return 0;
-	}
 	/* A number reused without passing through our close. */
 	ts_conn_purge(fd);
 
-	const char *name = dec.name;
-	const char *sni = dec.send_sni ? dec.name : NULL;
-	ts_debug("%s: rule %s, verifying %s (%s)", dest, rule->name, name,
+	ts_debug("%s: rule %s, verifying %s (%s)", dest, rule->name, dec.name,
 	         dec.name_from == TS_NAME_SNI ? "sni from the rule" :
 	         dec.name_from == TS_NAME_LEARNED ? "name the program resolved" :
 	                                            "IP literal, no SNI sent");
 	warn_rule_once(rule);
-	long long deadline = now_ms() + ts_state.policy->handshake_timeout_ms;
 
 	union {
 		struct sockaddr sa;
@@ -265,66 +273,32 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 		goto fail;
 	}
 	snprintf(c->dest, sizeof c->dest, "%s", dest);
-	snprintf(c->name, sizeof c->name, "%s", name);
+	snprintf(c->name, sizeof c->name, "%s", dec.name);
 	c->send_sni = dec.send_sni;
+	c->tls_port = dec.port != d.port ? dec.port : 0;
 	int fl = REAL(fcntl)(fd, F_GETFL);
 	c->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+	c->blocking = !c->nonblock;
+	/* A stdio stream made on this fd before now would write around the
+	 * session: it fails from here on instead. */
+	ts_stdio_seal(fd, rule->name, c->dest);
+	/* The conn is in the table before the kernel connect starts. */
+	if (ts_conn_async_start(c, &target.sa, len, why, sizeof why) < 0)
+		goto fail;
 	if (c->nonblock) {
-		/* The event loop must not wait for the network here. */
-		if (ts_conn_async_start(c, &target.sa, len, result, why,
-		                        sizeof why) < 0)
-			goto fail;
 		ts_conn_put(c); /* the table holds it now */
+		*result = -1;
+		errno = EINPROGRESS;
 		return 0;
 	}
-
-	if (tcp_connect(fd, &target.sa, len, deadline, why, sizeof why) < 0)
-		goto fail;
-	struct ts_tls_params tp = {
-		.fd = fd,
-		.rule = rule,
-		.sni = sni, /* an IP literal is never sent as SNI */
-		.verify_name = name,
-	};
-	c->tls = eng->create(&tp, why, sizeof why);
-	if (!c->tls || handshake(c, deadline, why, sizeof why) < 0)
-		goto fail;
-	c->state = TS_CONN_READY;
-	atomic_init(&c->nfds, 1);
-	c->owner = ts_owner_cell_new();
-	atomic_init(&c->fork_seen, ts_conn_forks());
-	atomic_init(&c->used_gen, atomic_load(&c->fork_seen));
-	if (!c->owner) {
-		snprintf(why, sizeof why, "out of memory");
-		goto fail;
-	}
-	if (ts_fd_install(fd, &c->ent) < 0) {
-		snprintf(why, sizeof why, "out of memory");
-		goto fail;
-	}
-	if (ts_log_level_cur >= TS_LOG_DEBUG) {
-		int fdfl = REAL(fcntl)(fd, F_GETFD);
-		if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
-			ts_debug("%s: fd %d lacks FD_CLOEXEC: a program it "
-			         "survives exec into would see the TLS stream "
-			         "without the session",
-			         dest, fd);
-	}
-	if (ts_log_level_cur >= TS_LOG_INFO) {
-		char desc[128];
-		eng->describe(c->tls, desc, sizeof desc);
-		ts_info("%s: rule %s %s (%s): %s, verified",
-		        program_invocation_short_name, rule->name, dest, name,
-		        desc);
-	}
-	ts_conn_put(c); /* the table holds it now */
-	*result = 0;
-	return 0;
+	int rv = wait_verified(c, result);
+	ts_conn_put(c);
+	return rv;
 
 fail:
-	ts_error("%s %s (%s): %s", rule->name, dest, name,
-	         why[0] ? why : "connection failed");
-	disconnect(fd);
+	ts_error("%s %s (%s): %s%s", rule->name, dest, dec.name,
+	         why[0] ? why : "connection failed",
+	         ts_conn_port_note(c, port_note, sizeof port_note));
 	if (c)
 		ts_conn_put(c);
 	errno = ECONNREFUSED;
@@ -337,18 +311,11 @@ static void set_broken(struct ts_conn *c, int err)
 	if (c->state != TS_CONN_BROKEN) {
 		c->state = TS_CONN_BROKEN;
 		c->broken_errno = err;
-		const char *r = eng->reason(c->tls);
+		const char *r = c->tls ? eng->reason(c->tls) : NULL;
 		if (r && r[0])
 			ts_warn("%s %s (%s): %s", c->rule->name, c->dest,
 			        c->name, r);
 	}
-}
-
-/* Another process owns the session since fork. */
-static void set_lost(struct ts_conn *c)
-{
-	c->state = TS_CONN_BROKEN;
-	c->broken_errno = EPIPE;
 }
 
 /* The errno of a failed engine call, after marking fatal ones. */
@@ -411,12 +378,21 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
 		return -1;
 	pthread_mutex_lock(&c->send_lock);
-	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
-		set_lost(c);
-	if (c->state == TS_CONN_BROKEN || c->wr_shut) {
+	if (!ts_fd_holds(fd, &c->ent)) {
+		pthread_mutex_unlock(&c->send_lock);
+		return TS_CONN_RETRY;
+	}
+	if (c->state == TS_CONN_READY &&
+	    !ts_conn_owned(c, TS_DIR_WRITE, true)) {
+		/* Another process sends on this session since fork. */
+		err = EPIPE;
+		maybe_sigpipe(err, flags);
+		goto out;
+	}
+	if (c->state != TS_CONN_READY || c->wr_shut) {
 		/* After SHUT_WR the kernel answers EPIPE (and SIGPIPE). */
-		err = c->wr_shut && c->state != TS_CONN_BROKEN ? EPIPE
-		                                               : c->broken_errno;
+		err = c->wr_shut && c->state == TS_CONN_READY ? EPIPE
+		                                              : c->broken_errno;
 		maybe_sigpipe(err, flags);
 		goto out;
 	}
@@ -605,10 +581,17 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
 		return -1;
 	pthread_mutex_lock(&c->recv_lock);
+	if (!ts_fd_holds(fd, &c->ent)) {
+		pthread_mutex_unlock(&c->recv_lock);
+		return TS_CONN_RETRY;
+	}
 	c->recv_gen++;
-	if (c->state == TS_CONN_READY && !ts_conn_owned(c, true))
-		set_lost(c);
-	if (c->state == TS_CONN_BROKEN && !c->peek_len) {
+	if (c->state == TS_CONN_READY && !ts_conn_owned(c, TS_DIR_READ, true)) {
+		/* Another process reads this session since fork. */
+		err = ECONNRESET;
+		goto out;
+	}
+	if (c->state != TS_CONN_READY && !c->peek_len) {
 		err = c->broken_errno;
 		goto out;
 	}
@@ -687,27 +670,33 @@ ssize_t ts_conn_recv(struct ts_conn *c, int fd, void *buf, size_t len,
 	return ts_conn_recvv(c, fd, &v, 1, flags);
 }
 
-size_t ts_conn_pending(struct ts_conn *c, int fd)
+int ts_conn_pending(struct ts_conn *c, int fd, size_t *n)
 {
 	pthread_mutex_lock(&c->recv_lock);
+	if (!ts_fd_holds(fd, &c->ent)) {
+		pthread_mutex_unlock(&c->recv_lock);
+		return TS_CONN_RETRY;
+	}
 	/* Decrypt what already arrived, without waiting, so the count is of
 	 * bytes the program can read now. */
-	if (c->state == TS_CONN_READY)
+	bool mine = c->state == TS_CONN_READY &&
+	            ts_conn_owned(c, TS_DIR_READ, false);
+	if (mine)
 		(void)peek_fill(c, fd, c->peek_len + TS_CONN_STAGE, true);
-	size_t n = c->peek_len + (c->tls ? eng->pending(c->tls) : 0);
+	*n = c->peek_len + (mine ? eng->pending(c->tls) : 0);
 	pthread_mutex_unlock(&c->recv_lock);
-	return n;
+	return 0;
 }
 
 short ts_conn_ready(struct ts_conn *c, short events)
 {
 	short r = 0;
 
-	if (c->state == TS_CONN_HANDSHAKING || !c->tls)
+	if (c->state == TS_CONN_HANDSHAKING)
 		return 0;
 	if ((events & POLLIN) &&
 	    (c->eof || c->state == TS_CONN_BROKEN || c->peek_len ||
-	     eng->pending(c->tls)))
+	     (c->tls && eng->pending(c->tls))))
 		r |= POLLIN;
 	if ((events & POLLRDHUP) && c->eof)
 		r |= POLLRDHUP;
@@ -721,13 +710,18 @@ bool ts_conn_data_arrived(struct ts_conn *c, int fd)
 		return true;
 	/* The kernel's bytes may be only a TLS 1.3 ticket or another
 	 * post-handshake message: a program told "readable" would get EAGAIN,
-	 * or block in read() on a blocking socket. Decrypt what arrived. */
+	 * or block in read() on a blocking socket. Decrypt what arrived —
+	 * only where this process owns the reads: a question must not take
+	 * them from the process that does. */
 	if (pthread_mutex_trylock(&c->recv_lock) != 0)
 		return true;
-	int r = peek_fill(c, fd, TS_CONN_STAGE, true);
-	if (r == TS_TLS_ERR)
-		(void)engine_errno(c, r);
-	bool data = c->peek_len || c->eof || c->state != TS_CONN_READY;
+	bool data = true;
+	if (ts_fd_holds(fd, &c->ent) && ts_conn_owned(c, TS_DIR_READ, false)) {
+		int r = peek_fill(c, fd, TS_CONN_STAGE, true);
+		if (r == TS_TLS_ERR)
+			(void)engine_errno(c, r);
+		data = c->peek_len || c->eof || c->state != TS_CONN_READY;
+	}
 	pthread_mutex_unlock(&c->recv_lock);
 	return data;
 }
@@ -742,10 +736,12 @@ short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev)
 		r |= POLLERR;
 	/* Writable means our queued record is out: flush it now if the
 	 * kernel has room, else the program would write into a queue. */
-	if ((r & POLLOUT) && eng->send_queued(c->tls)) {
+	if ((r & POLLOUT) && c->tls && eng->send_queued(c->tls)) {
 		if (pthread_mutex_trylock(&c->send_lock) == 0) {
-			(void)eng->flush(c->tls, fd,
-			                 MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (ts_fd_holds(fd, &c->ent) &&
+			    ts_conn_owned(c, TS_DIR_WRITE, false))
+				(void)eng->flush(c->tls, fd,
+				                 MSG_DONTWAIT | MSG_NOSIGNAL);
 			pthread_mutex_unlock(&c->send_lock);
 		}
 		if (eng->send_queued(c->tls))
@@ -757,20 +753,23 @@ short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev)
 /* Queued records and close_notify go out before the FIN, as the kernel
  * sends buffered data before it: wait for room, bounded by the handshake
  * timeout so a peer that stopped reading cannot hang close(). Called with
- * send_lock held. */
-static void close_notify_flushed(struct ts_conn *c, int fd)
+ * send_lock held, by the owner of the writes; kfd names the socket. */
+void ts_conn_close_notify(struct ts_conn *c, int kfd)
 {
-	long long deadline = now_ms() + ts_state.policy->handshake_timeout_ms;
+	long long deadline = ts_now_ms() +
+	                     ts_state.policy->handshake_timeout_ms;
 	for (;;) {
-		int r = eng->close_notify(c->tls, fd);
+		int r = eng->close_notify(c->tls, kfd);
 		if (r == TS_TLS_OK)
 			return;
-		if (r == TS_TLS_WANT_WRITE && !wait_fd(fd, POLLOUT, deadline)) {
+		if (r == TS_TLS_WANT_WRITE && !wait_fd(kfd, POLLOUT, deadline)) {
 			ts_warn("%s %s (%s): peer not reading; closing with "
 			        "data unsent",
 			        c->rule->name, c->dest, c->name);
 			return;
 		}
+		if (r == TS_TLS_ERR)
+			return;
 	}
 }
 
@@ -778,11 +777,15 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 {
 	/* The peer learns of our half-close from close_notify first, then
 	 * from the FIN. */
-	if ((how == SHUT_WR || how == SHUT_RDWR) && c->state == TS_CONN_READY) {
+	if (how == SHUT_WR || how == SHUT_RDWR) {
 		pthread_mutex_lock(&c->send_lock);
+		if (!ts_fd_holds(fd, &c->ent)) {
+			pthread_mutex_unlock(&c->send_lock);
+			return TS_CONN_RETRY;
+		}
 		if (c->state == TS_CONN_READY && !c->wr_shut &&
-		    ts_conn_owned(c, true))
-			close_notify_flushed(c, fd);
+		    ts_conn_owned(c, TS_DIR_WRITE, true))
+			ts_conn_close_notify(c, fd);
 		pthread_mutex_unlock(&c->send_lock);
 	}
 	int rv = REAL(shutdown)(fd, how);
@@ -803,15 +806,10 @@ void ts_conn_set_nonblock(struct ts_conn *c, bool on)
 	c->nonblock = on;
 }
 
-/* One fd number less refers to c; true when it was the last. */
-static bool drop_alias(struct ts_conn *c)
-{
-	return atomic_fetch_sub(&c->nfds, 1) == 1;
-}
-
 void ts_conn_alias(int newfd, struct ts_conn *c)
 {
 	atomic_fetch_add(&c->nfds, 1);
+	ts_stdio_seal(newfd, c->rule->name, c->dest);
 	if (ts_fd_install(newfd, &c->ent) < 0) {
 		/* Out of memory: the new fd must not carry plaintext. */
 		atomic_fetch_sub(&c->nfds, 1);
@@ -821,6 +819,27 @@ void ts_conn_alias(int newfd, struct ts_conn *c)
 	}
 }
 
+bool ts_conn_drop_fd(struct ts_conn *c, int kfd)
+{
+	if (atomic_fetch_sub(&c->nfds, 1) != 1)
+		return false; /* another fd still names the session */
+	/* close_notify goes out now, while kfd still names this socket; a
+	 * thread still inside a call drops the last reference later. */
+	pthread_mutex_lock(&c->send_lock);
+	if (c->state == TS_CONN_READY && !c->wr_shut && kfd >= 0 &&
+	    ts_conn_owned(c, TS_DIR_WRITE, false))
+		ts_conn_close_notify(c, kfd);
+	if (c->state == TS_CONN_READY)
+		ts_info("%s %s (%s): closed, %llu bytes out, %llu bytes in",
+		        c->rule->name, c->dest, c->name,
+		        (unsigned long long)c->bytes_out,
+		        (unsigned long long)c->bytes_in);
+	c->state = TS_CONN_BROKEN;
+	c->broken_errno = EBADF;
+	pthread_mutex_unlock(&c->send_lock);
+	return true;
+}
+
 void ts_conn_purge(int fd)
 {
 	struct ts_fdent *e = ts_fd_remove(fd);
@@ -828,36 +847,6 @@ void ts_conn_purge(int fd)
 		return;
 	struct ts_conn *c = (struct ts_conn *)e;
 	ts_debug("fd %d reused: forgetting %s %s", fd, c->rule->name, c->dest);
-	if (drop_alias(c)) {
-		pthread_mutex_lock(&c->send_lock);
-		c->state = TS_CONN_BROKEN;
-		c->broken_errno = EBADF;
-		pthread_mutex_unlock(&c->send_lock);
-	}
-	ts_fdent_put(e);
-}
-
-void ts_conn_forget(int fd)
-{
-	struct ts_fdent *e = ts_fd_remove(fd);
-	if (!e)
-		return;
-	struct ts_conn *c = (struct ts_conn *)e;
-	if (!drop_alias(c)) {
-		ts_fdent_put(e); /* another fd still names the session */
-		return;
-	}
-	/* close_notify goes out now, while fd still names this socket; a
-	 * thread still inside a call drops the last reference later. */
-	pthread_mutex_lock(&c->send_lock);
-	if (c->state == TS_CONN_READY && !c->wr_shut && ts_conn_owned(c, false))
-		close_notify_flushed(c, fd);
-	c->state = TS_CONN_BROKEN;
-	c->broken_errno = EBADF;
-	pthread_mutex_unlock(&c->send_lock);
-	ts_info("%s %s (%s): closed, %llu bytes out, %llu bytes in",
-	        c->rule->name, c->dest, c->name,
-	        (unsigned long long)c->bytes_out,
-	        (unsigned long long)c->bytes_in);
+	(void)ts_conn_drop_fd(c, -1);
 	ts_fdent_put(e);
 }

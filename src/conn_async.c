@@ -16,6 +16,8 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include <fcntl.h>
+
 #include "conn_async.h"
 #include "engine.h"
 #include "engine_load.h"
@@ -40,6 +42,7 @@ long long ts_now_ms(void)
 
 static void hot_add(struct ts_conn *c)
 {
+	ts_fork_check();
 	pthread_mutex_lock(&hot_lock);
 	if (!c->hot) {
 		c->hot = true;
@@ -55,6 +58,7 @@ static void hot_add(struct ts_conn *c)
 
 static void hot_remove(struct ts_conn *c)
 {
+	ts_fork_check();
 	pthread_mutex_lock(&hot_lock);
 	if (c->hot) {
 		if (c->hot_prev)
@@ -94,6 +98,7 @@ static size_t hot_snapshot(struct ts_conn **buf, struct ts_conn ***arr)
 {
 	size_t k = 0, max = SNAP_MAX;
 	*arr = buf;
+	ts_fork_check();
 	pthread_mutex_lock(&hot_lock);
 	unsigned hot = atomic_load(&ts_async_hot);
 	if (hot > SNAP_MAX) {
@@ -148,24 +153,27 @@ static void sync_regs(struct ts_conn *c)
 	errno = saved;
 }
 
-/* Leave the socket unconnected, as a refused connect does. */
+/* Leave the socket unconnected, as a refused connect does: nothing the
+ * program writes afterwards can reach the server in plaintext. */
 static void disconnect(int fd)
 {
 	struct sockaddr sa = {.sa_family = AF_UNSPEC};
+	int saved = errno;
 	(void)REAL(connect)(fd, &sa, sizeof sa);
+	errno = saved;
+}
+
+void ts_conn_async_child_reset(void)
+{
+	pthread_mutex_init(&hot_lock, NULL);
 }
 
 int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
-                        socklen_t len, int *result, char *why,
-                        size_t whylen)
+                        socklen_t len, char *why, size_t whylen)
 {
 	eng = ts_engine_get(why, whylen);
 	if (!eng)
 		return -1;
-	if (REAL(connect)(c->fd, target, len) < 0 && errno != EINPROGRESS) {
-		snprintf(why, whylen, "%s", strerror(errno));
-		return -1;
-	}
 	c->async = true;
 	c->phase = TS_ASYNC_TCP;
 	c->hs_want = POLLOUT;
@@ -180,13 +188,14 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 	c->tls = eng->create(&tp, why, whylen);
 	if (!c->tls)
 		return -1;
-	atomic_init(&c->nfds, 1);
-	c->owner = ts_owner_cell_new();
+	c->owner = ts_owner_new();
 	if (!c->owner) {
 		snprintf(why, whylen, "out of memory");
 		return -1;
 	}
 	hot_add(c);
+	/* Owned before the kernel can send: from here every call of every
+	 * thread on the fd finds the connection in progress. */
 	if (ts_fd_install(c->fd, &c->ent) < 0) {
 		hot_remove(c);
 		snprintf(why, whylen, "out of memory");
@@ -194,8 +203,21 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 	}
 	ts_debug("%s: rule %s: connect in progress", c->dest, c->rule->name);
 	sync_regs(c); /* registered with epoll before connect */
-	*result = -1;
-	errno = EINPROGRESS;
+	if (REAL(connect)(c->fd, target, len) < 0 && errno != EINPROGRESS &&
+	    errno != EINTR) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		pthread_mutex_lock(&c->recv_lock);
+		pthread_mutex_lock(&c->send_lock);
+		c->state = TS_CONN_BROKEN;
+		c->broken_errno = ECONNREFUSED;
+		pthread_mutex_unlock(&c->send_lock);
+		pthread_mutex_unlock(&c->recv_lock);
+		hot_remove(c);
+		if (ts_fd_remove_if(c->fd, &c->ent))
+			ts_fdent_put(&c->ent);
+		sync_regs(c);
+		return -1;
+	}
 	return 0;
 }
 
@@ -253,6 +275,29 @@ static int advance(struct ts_conn *c, char *why, size_t whylen)
 	return 1;
 }
 
+/* A handshake uses both directions: only a process that owns both may
+ * step it (a copy forked mid-handshake leaves it to the parent). */
+static bool owns_both(struct ts_conn *c)
+{
+	if (ts_conn_owned(c, TS_DIR_WRITE, true) &&
+	    ts_conn_owned(c, TS_DIR_READ, true))
+		return true;
+	c->state = TS_CONN_BROKEN;
+	c->broken_errno = EPIPE;
+	return false;
+}
+
+static void note_cloexec(struct ts_conn *c)
+{
+	if (ts_log_level_cur < TS_LOG_DEBUG)
+		return;
+	int fl = REAL(fcntl)(c->fd, F_GETFD);
+	if (fl >= 0 && !(fl & FD_CLOEXEC))
+		ts_debug("%s: fd %d lacks FD_CLOEXEC: a program it survives "
+		         "exec into gets a closed socket in its place",
+		         c->dest, c->fd);
+}
+
 int ts_conn_async_step(struct ts_conn *c)
 {
 	char why[512] = "";
@@ -262,7 +307,7 @@ int ts_conn_async_step(struct ts_conn *c)
 		return c->state == TS_CONN_READY ? 0 : -1;
 	pthread_mutex_lock(&c->recv_lock);
 	pthread_mutex_lock(&c->send_lock);
-	if (c->state != TS_CONN_HANDSHAKING) {
+	if (c->state != TS_CONN_HANDSHAKING || !owns_both(c)) {
 		rv = c->state == TS_CONN_READY ? 0 : -1;
 		pthread_mutex_unlock(&c->send_lock);
 		pthread_mutex_unlock(&c->recv_lock);
@@ -273,16 +318,21 @@ int ts_conn_async_step(struct ts_conn *c)
 	rv = advance(c, why, sizeof why);
 	if (rv == 0) {
 		c->state = TS_CONN_READY;
+		note_cloexec(c);
 		if (ts_log_level_cur >= TS_LOG_INFO) {
 			char desc[128];
 			eng->describe(c->tls, desc, sizeof desc);
-			ts_info("%s: rule %s %s (%s): %s, verified",
+			char pn[32];
+			ts_info("%s: rule %s %s (%s): %s, verified%s",
 			        program_invocation_short_name, c->rule->name,
-			        c->dest, c->name, desc);
+			        c->dest, c->name, desc,
+			        ts_conn_port_note(c, pn, sizeof pn));
 		}
 	} else if (rv < 0) {
-		ts_error("%s %s (%s): %s", c->rule->name, c->dest, c->name,
-		         why[0] ? why : "connection failed");
+		char pn[32];
+		ts_error("%s %s (%s): %s%s", c->rule->name, c->dest, c->name,
+		         why[0] ? why : "connection failed",
+		         ts_conn_port_note(c, pn, sizeof pn));
 		disconnect(c->fd);
 		c->state = TS_CONN_BROKEN;
 		c->broken_errno = ECONNREFUSED;
@@ -331,6 +381,16 @@ static int take_so_error(struct ts_conn *c)
 	if (e)
 		hot_remove(c);
 	return e;
+}
+
+void ts_conn_async_abandon(struct ts_conn *c)
+{
+	(void)take_so_error(c);
+	hot_remove(c);
+	/* The socket is disconnected already: no call that finds the fd
+	 * unowned from here can reach the server. */
+	if (ts_fd_remove_if(c->fd, &c->ent))
+		ts_fdent_put(&c->ent);
 }
 
 int ts_conn_async_reconnect(struct ts_conn *c, int fd,

@@ -16,7 +16,7 @@
 #include "real.h"
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static const struct ts_engine *engine;
+static const struct ts_engine *_Atomic engine;
 static char load_error[512];
 
 static void load(void)
@@ -61,6 +61,11 @@ static void load(void)
 	}
 	ts_debug("loaded TLS engine %s", path);
 	engine = e;
+}
+
+const struct ts_engine *ts_engine_loaded(void)
+{
+	return engine;
 }
 
 const struct ts_engine *ts_engine_get(char *err, size_t errlen)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "epreg.h"
+#include "forkwatch.h"
 
 #define NBUCKETS 1024u
 
@@ -16,6 +17,14 @@ struct node {
 static struct node *buckets[NBUCKETS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_size_t count;
+
+/* Every entry checks first for a fork this process has not seen yet:
+ * the lock may be a vanished thread's. */
+static void lock_reg(void)
+{
+	ts_fork_check();
+	pthread_mutex_lock(&lock);
+}
 
 static struct node **slot(int epfd, int fd)
 {
@@ -38,7 +47,7 @@ void ts_epreg_child_reset(void)
 
 static void set(int epfd, int fd, uint32_t events, uint64_t data)
 {
-	pthread_mutex_lock(&lock);
+	lock_reg();
 	struct node **p = slot(epfd, fd);
 	if (!*p) {
 		struct node *n = malloc(sizeof *n);
@@ -68,7 +77,7 @@ void ts_epreg_mod(int epfd, int fd, uint32_t events, uint64_t data)
 
 void ts_epreg_del(int epfd, int fd)
 {
-	pthread_mutex_lock(&lock);
+	lock_reg();
 	struct node **p = slot(epfd, fd), *n = *p;
 	if (n) {
 		*p = n->next;
@@ -82,7 +91,7 @@ void ts_epreg_forget_fd(int fd)
 {
 	if (fd < 0 || !ts_epreg_count())
 		return;
-	pthread_mutex_lock(&lock);
+	lock_reg();
 	struct node **p = &buckets[(unsigned)fd % NBUCKETS];
 	while (*p) {
 		struct node *n = *p;
@@ -100,7 +109,7 @@ void ts_epreg_forget_fd(int fd)
 bool ts_epreg_get(int epfd, int fd, struct ts_epreg_ent *out)
 {
 	bool found = false;
-	pthread_mutex_lock(&lock);
+	lock_reg();
 	struct node *n = *slot(epfd, fd);
 	if (n) {
 		*out = n->e;
@@ -113,7 +122,7 @@ bool ts_epreg_get(int epfd, int fd, struct ts_epreg_ent *out)
 size_t ts_epreg_of_fd(int fd, struct ts_epreg_ent *out, size_t max)
 {
 	size_t k = 0;
-	pthread_mutex_lock(&lock);
+	lock_reg();
 	for (struct node *n = buckets[(unsigned)fd % NBUCKETS]; n; n = n->next)
 		if (n->e.fd == fd) {
 			if (k < max)
@@ -128,7 +137,7 @@ void ts_epreg_foreach(int epfd,
                       void (*cb)(const struct ts_epreg_ent *e, void *ctx),
                       void *ctx)
 {
-	pthread_mutex_lock(&lock);
+	lock_reg();
 	for (unsigned b = 0; b < NBUCKETS; b++)
 		for (struct node *n = buckets[b]; n; n = n->next)
 			if (n->e.epfd == epfd)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "fdtab.h"
+#include "forkwatch.h"
 
 #define CHUNK_BITS 10
 #define CHUNK_SIZE (1u << CHUNK_BITS)
@@ -19,6 +20,11 @@ atomic_uint ts_fd_live;
 static slot_t *_Atomic chunks[NCHUNKS];
 /* Taken only by installs, removals and lookups that found an entry. */
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
+/* A slot holding GATE is in transition; its waiters sleep on gate_cv. */
+static struct ts_fdent gate_mark;
+#define GATE (&gate_mark)
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 
 static slot_t *slot_of(int fd, bool create)
 {
@@ -36,23 +42,86 @@ static slot_t *slot_of(int fd, bool create)
 	return c ? &c[fd & (CHUNK_SIZE - 1)] : NULL;
 }
 
+static void wait_gate(slot_t *s)
+{
+	pthread_mutex_lock(&gate_lock);
+	while (atomic_load(s) == GATE)
+		pthread_cond_wait(&gate_cv, &gate_lock);
+	pthread_mutex_unlock(&gate_lock);
+}
+
 struct ts_fdent *ts_fd_lookup(int fd)
 {
+	ts_fork_check(); /* before any lock a vanished thread held */
 	slot_t *s = slot_of(fd, false);
+	struct ts_fdent *e;
+
 	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
 		return NULL;
-	pthread_mutex_lock(&tab_lock);
-	struct ts_fdent *e = atomic_load_explicit(s, memory_order_relaxed);
-	if (e)
-		atomic_fetch_add(&e->refs, 1);
-	pthread_mutex_unlock(&tab_lock);
-	return e;
+	for (;;) {
+		pthread_mutex_lock(&tab_lock);
+		e = atomic_load_explicit(s, memory_order_relaxed);
+		if (e && e != GATE)
+			atomic_fetch_add(&e->refs, 1);
+		pthread_mutex_unlock(&tab_lock);
+		if (e != GATE)
+			return e;
+		wait_gate(s);
+	}
 }
 
 bool ts_fd_peek(int fd)
 {
 	slot_t *s = slot_of(fd, false);
 	return s && atomic_load_explicit(s, memory_order_relaxed);
+}
+
+bool ts_fd_holds(int fd, const struct ts_fdent *e)
+{
+	slot_t *s = slot_of(fd, false);
+	return s && atomic_load_explicit(s, memory_order_acquire) == e;
+}
+
+int ts_fd_gate(int fd, struct ts_fdent **old)
+{
+	ts_fork_check(); /* before any lock a vanished thread held */
+	int rv = -1;
+
+	*old = NULL;
+	pthread_mutex_lock(&tab_lock);
+	slot_t *s = slot_of(fd, true);
+	if (!s)
+		goto out;
+	struct ts_fdent *e = atomic_exchange(s, GATE);
+	if (e == GATE) {
+		/* Callers serialise transitions of one fd: never here. */
+		goto out;
+	}
+	if (!e)
+		atomic_fetch_add(&ts_fd_live, 1);
+	*old = e;
+	rv = 0;
+out:
+	pthread_mutex_unlock(&tab_lock);
+	return rv;
+}
+
+void ts_fd_ungate(int fd, struct ts_fdent *e)
+{
+	slot_t *s = slot_of(fd, false);
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&tab_lock);
+	if (e)
+		atomic_fetch_add(&e->refs, 1);
+	else
+		atomic_fetch_sub(&ts_fd_live, 1);
+	atomic_store_explicit(s, e, memory_order_release);
+	pthread_mutex_unlock(&tab_lock);
+	pthread_mutex_lock(&gate_lock);
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_lock);
 }
 
 void ts_fdent_ref(struct ts_fdent *e)
@@ -68,9 +137,11 @@ void ts_fdent_put(struct ts_fdent *e)
 
 int ts_fd_install(int fd, struct ts_fdent *e)
 {
+	ts_fork_check(); /* before any lock a vanished thread held */
 	int rv = -1;
 	pthread_mutex_lock(&tab_lock);
 	slot_t *s = slot_of(fd, true);
+	/* Occupied, or in transition. */
 	if (!s || atomic_load_explicit(s, memory_order_relaxed))
 		goto out;
 	atomic_fetch_add(&e->refs, 1);
@@ -84,15 +155,42 @@ out:
 
 struct ts_fdent *ts_fd_remove(int fd)
 {
+	ts_fork_check(); /* before any lock a vanished thread held */
 	slot_t *s = slot_of(fd, false);
+	struct ts_fdent *e;
+
 	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
 		return NULL;
+	for (;;) {
+		pthread_mutex_lock(&tab_lock);
+		e = atomic_load_explicit(s, memory_order_relaxed);
+		if (e && e != GATE) {
+			atomic_store_explicit(s, NULL, memory_order_relaxed);
+			atomic_fetch_sub(&ts_fd_live, 1);
+		}
+		pthread_mutex_unlock(&tab_lock);
+		if (e != GATE)
+			return e;
+		wait_gate(s);
+	}
+}
+
+bool ts_fd_remove_if(int fd, struct ts_fdent *e)
+{
+	ts_fork_check(); /* before any lock a vanished thread held */
+	slot_t *s = slot_of(fd, false);
+	bool hit = false;
+
+	if (!s || !e)
+		return false;
 	pthread_mutex_lock(&tab_lock);
-	struct ts_fdent *e = atomic_exchange(s, NULL);
-	if (e)
+	if (atomic_load_explicit(s, memory_order_relaxed) == e) {
+		atomic_store_explicit(s, NULL, memory_order_relaxed);
 		atomic_fetch_sub(&ts_fd_live, 1);
+		hit = true;
+	}
 	pthread_mutex_unlock(&tab_lock);
-	return e;
+	return hit;
 }
 
 void ts_fd_foreach(unsigned lo, unsigned hi,
@@ -110,7 +208,7 @@ void ts_fd_foreach(unsigned lo, unsigned hi,
 			if (fd < lo || fd > hi)
 				continue;
 			struct ts_fdent *e = atomic_load(&c[i]);
-			if (e)
+			if (e && e != GATE)
 				cb((int)fd, e, ctx);
 		}
 	}
@@ -126,7 +224,20 @@ void ts_fd_unlock(void)
 	pthread_mutex_unlock(&tab_lock);
 }
 
-void ts_fd_child_reset(void)
+void ts_fd_child_reset(void (*on_gate)(int fd, void *ctx), void *ctx)
 {
 	pthread_mutex_init(&tab_lock, NULL);
+	pthread_mutex_init(&gate_lock, NULL);
+	pthread_cond_init(&gate_cv, NULL);
+	for (unsigned ch = 0; ch < NCHUNKS; ch++) {
+		slot_t *c = atomic_load(&chunks[ch]);
+		for (unsigned i = 0; c && i < CHUNK_SIZE; i++) {
+			if (atomic_load(&c[i]) != GATE)
+				continue;
+			atomic_store(&c[i], NULL);
+			atomic_fetch_sub(&ts_fd_live, 1);
+			if (on_gate)
+				on_gate((int)((ch << CHUNK_BITS) | i), ctx);
+		}
+	}
 }

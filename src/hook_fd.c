@@ -15,26 +15,38 @@
 #include "hooks.h"
 #include "real.h"
 
+static int do_close(int fd)
+{
+	int rv;
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		rv = REAL(close)(fd);
+	else
+		rv = ts_conn_close(fd);
+	ts_epreg_forget_fd(fd);
+	return rv;
+}
+
 TS_EXPORT int close(int fd)
 {
-	if (atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
-		ts_conn_forget(fd);
-	ts_epreg_forget_fd(fd);
-	return REAL(close)(fd);
+	return do_close(fd);
+}
+
+/* glibc exports the internal name too; a program may call it. */
+TS_EXPORT int __close(int fd)
+{
+	return do_close(fd);
 }
 
 TS_EXPORT int shutdown(int fd, int how)
 {
-	struct ts_conn *c = ts_conn_get(fd);
-	if (!c)
-		return REAL(shutdown)(fd, how);
-	int rv = ts_conn_shutdown(c, fd, how);
-	ts_conn_put(c);
-	return rv;
+	int r;
+	ts_conn_call(fd, r, ts_conn_shutdown(c, fd, how),
+	             REAL(shutdown)(fd, how));
+	return r;
 }
 
-/* newfd now names what oldfd names: share the session, or drop stale
- * state left on the number. */
+/* newfd is a fresh number for what oldfd names: share the session, or
+ * drop stale state left on the number. */
 static void after_dup(int oldfd, int newfd)
 {
 	if (newfd < 0 ||
@@ -48,16 +60,6 @@ static void after_dup(int oldfd, int newfd)
 	}
 }
 
-/* dup2/dup3 close newfd first; send its close_notify while the number
- * still names its socket. Only when oldfd is valid: else nothing closes. */
-static void before_dup2(int oldfd, int newfd)
-{
-	if (oldfd != newfd &&
-	    atomic_load_explicit(&ts_fd_live, memory_order_relaxed) &&
-	    REAL(fcntl)(oldfd, F_GETFD) >= 0)
-		ts_conn_forget(newfd);
-}
-
 TS_EXPORT int dup(int fd)
 {
 	int r = REAL(dup)(fd);
@@ -65,46 +67,44 @@ TS_EXPORT int dup(int fd)
 	return r;
 }
 
+static int do_dup2(int oldfd, int newfd)
+{
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		return REAL(dup2)(oldfd, newfd);
+	return ts_conn_dup2(oldfd, newfd, 0, false);
+}
+
 TS_EXPORT int dup2(int oldfd, int newfd)
 {
-	before_dup2(oldfd, newfd);
-	int r = REAL(dup2)(oldfd, newfd);
-	if (r >= 0 && oldfd != newfd)
-		after_dup(oldfd, r);
-	return r;
+	return do_dup2(oldfd, newfd);
+}
+
+TS_EXPORT int __dup2(int oldfd, int newfd)
+{
+	return do_dup2(oldfd, newfd);
 }
 
 TS_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	if (oldfd != newfd)
-		before_dup2(oldfd, newfd);
-	int r = REAL(dup3)(oldfd, newfd, flags);
-	after_dup(oldfd, r);
-	return r;
-}
-
-static void forget_one(int fd, struct ts_fdent *e, void *ctx)
-{
-	(void)e;
-	(void)ctx;
-	ts_conn_forget(fd);
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		return REAL(dup3)(oldfd, newfd, flags);
+	return ts_conn_dup2(oldfd, newfd, flags, true);
 }
 
 TS_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-	/* CLOSE_RANGE_CLOEXEC only marks; everything else closes. */
-	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last &&
-	    atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
-		ts_fd_foreach(first, last, forget_one, NULL);
-	return REAL(close_range)(first, last, flags);
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		return REAL(close_range)(first, last, flags);
+	return ts_conn_close_range(first, last, flags);
 }
 
 TS_EXPORT void closefrom(int lowfd)
 {
-	if (lowfd >= 0 &&
-	    atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
-		ts_fd_foreach((unsigned)lowfd, ~0u, forget_one, NULL);
-	REAL(closefrom)(lowfd);
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed)) {
+		REAL(closefrom)(lowfd);
+		return;
+	}
+	ts_conn_closefrom(lowfd);
 }
 
 static void after_fcntl(int fd, int cmd, void *arg, int rv)
@@ -136,6 +136,18 @@ TS_EXPORT int fcntl(int fd, int cmd, ...)
 	return rv;
 }
 
+/* glibc's internal name, exported: the same call. */
+TS_EXPORT int __fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	int rv = REAL(fcntl)(fd, cmd, arg);
+	after_fcntl(fd, cmd, arg, rv);
+	return rv;
+}
+
 TS_EXPORT int fcntl64(int fd, int cmd, ...)
 {
 	va_list ap;
@@ -154,11 +166,11 @@ TS_EXPORT int ioctl(int fd, unsigned long req, ...)
 	void *arg = va_arg(ap, void *);
 	va_end(ap);
 	if (req == FIONREAD && arg) {
-		struct ts_conn *c = ts_conn_get(fd);
-		if (c) {
-			/* Decrypted bytes, not the kernel's ciphertext. */
-			size_t n = ts_conn_pending(c, fd);
-			ts_conn_put(c);
+		/* Decrypted bytes, not the kernel's ciphertext. */
+		size_t n = 0;
+		int r;
+		ts_conn_call(fd, r, ts_conn_pending(c, fd, &n), 1);
+		if (r == 0) {
 			*(int *)arg = n > INT_MAX ? INT_MAX : (int)n;
 			return 0;
 		}

@@ -77,34 +77,48 @@ static bool is_self(const char *name)
 	return m && n == m && !strncasecmp(name, self_name, m);
 }
 
+/* Names a host rule matches are kept apart, never to be forgotten into
+ * "no rule matches" (resolve.h). */
+static bool pinned(const char *name)
+{
+	char norm[TS_RESOLVE_NAME_MAX];
+	return ts_resolve_normalise(name, norm, sizeof norm) &&
+	       ts_policy_names_host(ts_state.policy, norm);
+}
+
+/* Every address, v4-mapped ones as the IPv4 address the connect will
+ * name (the one address normaliser, policy.h). */
 static void learn_addrinfo(const char *node, const struct addrinfo *ai)
 {
 	unsigned long tid = (unsigned long)gettid();
-	for (; ai; ai = ai->ai_next) {
-		if (!ai->ai_addr)
-			continue;
-		if (ai->ai_family == AF_INET &&
-		    ai->ai_addrlen >= sizeof(struct sockaddr_in))
-			ts_resolve_record(node, AF_INET,
-			                  &((struct sockaddr_in *)ai->ai_addr)
-			                           ->sin_addr, tid);
-		else if (ai->ai_family == AF_INET6 &&
-		         ai->ai_addrlen >= sizeof(struct sockaddr_in6))
-			ts_resolve_record(node, AF_INET6,
-			                  &((struct sockaddr_in6 *)ai->ai_addr)
-			                           ->sin6_addr, tid);
-	}
+	bool pin = pinned(node);
+	struct ts_dest d;
+
+	for (; ai; ai = ai->ai_next)
+		if (ai->ai_addr &&
+		    ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &d) == 0)
+			ts_resolve_record(node, d.family, d.addr, tid, pin);
 }
 
 static void learn_hostent(const char *name, const struct hostent *h)
 {
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0,
+	                                   0, 0, 0xff, 0xff};
 	unsigned long tid = (unsigned long)gettid();
+	bool pin = pinned(name);
+
 	if (!h || !h->h_addr_list)
 		return;
 	if (h->h_addrtype != AF_INET && h->h_addrtype != AF_INET6)
 		return;
-	for (char **a = h->h_addr_list; *a; a++)
-		ts_resolve_record(name, h->h_addrtype, *a, tid);
+	for (char **a = h->h_addr_list; *a; a++) {
+		/* RES_USE_INET6 answers IPv4 hosts v4-mapped. */
+		if (h->h_addrtype == AF_INET6 && h->h_length == 16 &&
+		    !memcmp(*a, mapped, 12))
+			ts_resolve_record(name, AF_INET, *a + 12, tid, pin);
+		else
+			ts_resolve_record(name, h->h_addrtype, *a, tid, pin);
+	}
 }
 
 TS_EXPORT int getaddrinfo(const char *node, const char *service,

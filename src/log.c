@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "forkwatch.h"
 #include "log.h"
 #include "real.h"
 
@@ -245,6 +246,7 @@ void ts_log_write(int level, const char *fmt, ...)
 	unsigned dropped = 0;
 	va_list ap;
 
+	ts_fork_check(); /* rl_lock may be a vanished thread's */
 	if (level == TS_LOG_WARN && !rate_ok(fmt, &dropped)) {
 		errno = saved;
 		return;

@@ -145,6 +145,23 @@ void ts_dest_format(const struct ts_dest *d, char *buf, size_t len)
 		snprintf(buf, len, "[%s]:%u", ip, d->port);
 }
 
+bool ts_policy_names_host(const struct ts_policy *p, const char *host)
+{
+	struct ts_dest d = {.host = host};
+
+	for (size_t i = 0; p && host && i < p->nrules; i++)
+		for (size_t j = 0; j < p->rules[i].nmatches; j++) {
+			const struct ts_match *m = &p->rules[i].matches[j];
+			if (m->kind != TS_MATCH_HOST &&
+			    m->kind != TS_MATCH_WILDCARD)
+				continue;
+			d.port = m->port_lo;
+			if (ts_match_fits(m, &d))
+				return true;
+		}
+	return false;
+}
+
 static bool host_rules(const struct ts_policy *p)
 {
 	for (size_t i = 0; i < p->nrules; i++)

@@ -25,6 +25,11 @@ void ts_nagle_destroy(struct ts_nagle *n)
 	pthread_mutex_destroy(&n->lock);
 }
 
+void ts_nagle_child_reset(struct ts_nagle *n)
+{
+	pthread_mutex_init(&n->lock, NULL);
+}
+
 static int get(int fd, int opt)
 {
 	int v = 0;

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "policy.h"
 #include "real.h"
+#include "resolve.h"
 
 #ifndef TS_POLICY_DIR
 #define TS_POLICY_DIR "/etc/tlsshim/policies"
@@ -87,7 +88,6 @@ static void state_init(void)
 	int env_level = env_log[0] ? ts_log_level_parse(env_log) : -1;
 
 	ts_real_bind();
-	ts_conn_fork_init();
 	if (env_level >= 0)
 		ts_log_set_level(env_level);
 	const char *path = env_bad ? NULL : choose(buf, sizeof buf);
@@ -101,6 +101,9 @@ static void state_init(void)
 		struct ts_policy *p = ts_policy_load(path, NULL, NULL, err,
 		                                     sizeof err);
 		if (p) {
+			/* Names learned from here on are shared with the
+			 * children forked from here on, if not already. */
+			ts_resolve_init();
 			ts_state.policy = p;
 			if (env_level < 0)
 				ts_log_set_level(p->log_level);
@@ -117,6 +120,7 @@ static void state_init(void)
 
 void ts_state_init(void)
 {
+	ts_fork_check();
 	pthread_once(&state_once, state_init);
 }
 
@@ -126,5 +130,12 @@ __attribute__((constructor)) static void ts_preload_init(void)
 	capture("TLSSHIM_POLICY", env_policy, sizeof env_policy, true);
 	capture("TLSSHIM_POLICY_DIR", env_dir, sizeof env_dir, true);
 	capture("TLSSHIM_LOG", env_log, sizeof env_log, false);
+	ts_fork_watch_init();
+	ts_conn_fork_init();
+	/* A named policy: the name map is shared from the start, with the
+	 * children the program forks before it reads the policy (lynx and
+	 * links resolve in a child, connect in the parent). */
+	if (env_policy[0] || env_dir[0])
+		ts_resolve_init();
 	errno = saved;
 }

@@ -73,6 +73,16 @@ static void init(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
+void ts_tls_cache_child_reset(void)
+{
+	/* After a fork libc did not see, a thread that held the lock may
+	 * have left the list half changed: drop it unread (a leak in this
+	 * process, not a crash). */
+	pthread_mutex_init(&lock, NULL);
+	head = tail = NULL;
+	count = 0;
+}
+
 void ts_tls_cache_put(const struct ts_tls_cache_key *k,
                       const gnutls_datum_t *data)
 {

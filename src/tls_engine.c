@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,9 @@ struct ts_tls {
 	char reason[512];
 	const struct ts_rule *rule;
 	int keylog_fd;    /* keylog-file, opened per session; -1: none */
+	/* Where the transport goes instead of the fd of the call while the
+	 * program's number names something else (exec's swap); -1: none. */
+	_Atomic int io_fd;
 };
 _Static_assert(offsetof(struct ts_tls, ckey) == 0,
                "the session pointer is both the ts_tls and its cache key");
@@ -324,6 +328,14 @@ static void leave(struct ts_tls *t)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* The socket a transport call uses: read at every call, so one waiting
+ * across a change of io_fd goes on with the socket itself. */
+static int xfd(struct ts_tls *t, const struct xfer *x)
+{
+	int fd = atomic_load_explicit(&t->io_fd, memory_order_acquire);
+	return fd >= 0 ? fd : x->fd;
+}
+
 /* The transport callbacks: GnuTLS calls them only inside enter/leave. */
 static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
@@ -333,7 +345,7 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 
 	if (wait)
 		pthread_mutex_unlock(&t->lock);
-	ssize_t n = io.recv(x->fd, buf, len, x->recv_flags);
+	ssize_t n = io.recv(xfd(t, x), buf, len, x->recv_flags);
 	int e = errno;
 	if (wait)
 		pthread_mutex_lock(&t->lock);
@@ -350,7 +362,7 @@ static int pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 {
 	struct ts_tls *t = p;
 	struct xfer *x = cur;
-	struct pollfd pfd = {.fd = x->fd, .events = POLLIN};
+	struct pollfd pfd = {.fd = xfd(t, x), .events = POLLIN};
 	int timeout = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms;
 
 	if (x->recv_flags & MSG_DONTWAIT)
@@ -375,7 +387,7 @@ static ssize_t push(gnutls_transport_ptr_t p, const giovec_t *iov, int cnt)
 
 	if (wait)
 		pthread_mutex_unlock(&t->lock);
-	ssize_t n = io.sendmsg(x->fd, &m, x->send_flags);
+	ssize_t n = io.sendmsg(xfd(t, x), &m, x->send_flags);
 	int e = errno;
 	if (wait)
 		pthread_mutex_lock(&t->lock);
@@ -441,6 +453,7 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	}
 	t->fd = p->fd;
 	t->keylog_fd = -1;
+	atomic_init(&t->io_fd, -1);
 	pthread_mutex_init(&t->lock, NULL);
 	t->rule = p->rule;
 	cr = cred_get(p->rule, err, errlen);
@@ -843,7 +856,7 @@ static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
 		if (r != TS_TLS_WANT_READ || !outside)
 			return r;
 		char c;
-		ssize_t n = io.recv(fd, &c, 1, MSG_PEEK);
+		ssize_t n = io.recv(xfd(t, &x), &c, 1, MSG_PEEK);
 		if (n < 0 && errno == EINTR)
 			return TS_TLS_INTR;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -926,6 +939,20 @@ static void tls_destroy(struct ts_tls *t)
 static void tls_child_reset(struct ts_tls *t)
 {
 	pthread_mutex_init(&t->lock, NULL);
+	atomic_store(&t->io_fd, -1);
+}
+
+/* A new process, made by any fork: a thread that held a global lock is
+ * gone (libc's fork has handlers for these; the others do not). */
+static void tls_process_reset(void)
+{
+	pthread_mutex_init(&creds_lock, NULL);
+	ts_tls_cache_child_reset();
+}
+
+static void tls_set_io_fd(struct ts_tls *t, int fd)
+{
+	atomic_store_explicit(&t->io_fd, fd, memory_order_release);
 }
 
 /* For tlsshim --check: everything the engine would judge at the first
@@ -953,6 +980,8 @@ static const struct ts_engine ops = {
 	.describe = tls_describe,
 	.destroy = tls_destroy,
 	.child_reset = tls_child_reset,
+	.set_io_fd = tls_set_io_fd,
+	.process_reset = tls_process_reset,
 	.check_rule = tls_check_rule,
 };
 
