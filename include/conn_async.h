@@ -23,7 +23,8 @@
 #include "conn.h"
 
 enum ts_async_phase {
-	TS_ASYNC_TCP = 1, /* kernel connect in progress */
+	TS_ASYNC_PRE = 1, /* installed; the kernel connect not issued yet */
+	TS_ASYNC_TCP,     /* kernel connect in progress */
 	TS_ASYNC_TLS,     /* TLS handshake in progress */
 };
 

@@ -4,10 +4,13 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/single_threaded.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "conn.h"
 #include "fdtab.h"
+#include "rawguard.h"
 #include "real.h"
 
 #define TS_EXPORT __attribute__((visibility("default")))
@@ -33,6 +36,63 @@
 		return name##_door args;                                   \
 	}                                                                  \
 	static ret name##_door params
+
+/* The same for calls that can send: the tail call only in a process
+ * without threads; with threads, the door marks the window between the
+ * check and the kernel call (rawguard.h). */
+#define TS_SEND_HOOK(ret, name, params, args)                              \
+	static __attribute__((noinline)) ret name##_door params;          \
+	TS_EXPORT ret name params                                          \
+	{                                                                  \
+		if (TS_IDLE(name) && __libc_single_threaded)               \
+			return ts_real.name args;                          \
+		return name##_door args;                                   \
+	}                                                                  \
+	static ret name##_door params
+
+/* Around a plain call that can send on fd, which was found not ours:
+ * false when fd became ours meanwhile (look it up again), else true and
+ * the call runs in the marked window, which ts_raw_end closes. */
+static inline bool ts_raw_begin(int fd, struct ts_raw_mark *m)
+{
+	if (__libc_single_threaded) {
+		m->saved_fd = -2; /* nothing marked */
+		return true;
+	}
+	ts_raw_enter(m, fd);
+	if (!ts_fd_peek(fd))
+		return true;
+	ts_raw_leave(m);
+	return false;
+}
+
+static inline void ts_raw_end(const struct ts_raw_mark *m)
+{
+	if (m->saved_fd != -2)
+		ts_raw_leave(m);
+}
+
+/* ts_conn_call (conn.h) for a call that can send: the plain call runs in
+ * the marked window, and goes back to the lookup if fd became ours in the
+ * meantime. */
+#define ts_conn_send_call(fd, r, conn_call, plain_call)                   \
+	do {                                                               \
+		for (;;) {                                                 \
+			struct ts_conn *c = ts_conn_get(fd);               \
+			if (!c) {                                          \
+				struct ts_raw_mark m_;                     \
+				if (!ts_raw_begin(fd, &m_))                \
+					continue;                          \
+				r = plain_call;                            \
+				ts_raw_end(&m_);                           \
+				break;                                     \
+			}                                                  \
+			r = conn_call;                                     \
+			ts_conn_put(c);                                    \
+			if (r != TS_CONN_RETRY)                            \
+				break;                                     \
+		}                                                          \
+	} while (0)
 
 /* sendto/sendmsg on a socket that is not ours yet: TCP Fast Open
  * (MSG_FASTOPEN with an address) is an implicit connect, which must be

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -94,6 +95,7 @@
 	X(ssize_t, preadv64v2, (int, const struct iovec *, int, off64_t,   \
 	                        int))                                      \
 	X(int, vdprintf, (int, const char *, va_list))                     \
+	X(int, eventfd_write, (int, uint64_t))                             \
 	X(int, __vdprintf_chk, (int, int, const char *, va_list))          \
 	X(int, aio_read, (struct aiocb *))                                 \
 	X(int, aio_write, (struct aiocb *))                                \
@@ -119,6 +121,10 @@
 	                      const posix_spawnattr_t *, char *const[],    \
 	                      char *const[]))                              \
 	X(int, system, (const char *))                                     \
+	X(int, rcmd_af, (char **, unsigned short, const char *,            \
+	                 const char *, const char *, int *, sa_family_t))  \
+	X(int, rexec_af, (char **, int, const char *, const char *,        \
+	                  const char *, int *, sa_family_t))               \
 	X(FILE *, popen, (const char *, const char *))
 
 struct ts_real {

@@ -23,6 +23,7 @@
 #include "engine_load.h"
 #include "epreg.h"
 #include "log.h"
+#include "rawguard.h"
 #include "real.h"
 
 #define SNAP_MAX 256 /* hot conns looked at per wait */
@@ -175,7 +176,7 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 	if (!eng)
 		return -1;
 	c->async = true;
-	c->phase = TS_ASYNC_TCP;
+	c->phase = TS_ASYNC_PRE;
 	c->hs_want = POLLOUT;
 	c->hs_deadline = ts_now_ms() + ts_state.policy->handshake_timeout_ms;
 	/* The name chosen at connect (ts_policy_decide). */
@@ -203,8 +204,18 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 	}
 	ts_debug("%s: rule %s: connect in progress", c->dest, c->rule->name);
 	sync_regs(c); /* registered with epoll before connect */
-	if (REAL(connect)(c->fd, target, len) < 0 && errno != EINPROGRESS &&
-	    errno != EINTR) {
+	/* A call of another thread that found the fd not ours a moment ago
+	 * must not send once the kernel connects it. */
+	ts_raw_quiesce(c->fd, 1000);
+	int r = REAL(connect)(c->fd, target, len);
+	if (r == 0 || errno == EINPROGRESS || errno == EINTR) {
+		pthread_mutex_lock(&c->recv_lock);
+		pthread_mutex_lock(&c->send_lock);
+		if (c->phase == TS_ASYNC_PRE)
+			c->phase = TS_ASYNC_TCP;
+		pthread_mutex_unlock(&c->send_lock);
+		pthread_mutex_unlock(&c->recv_lock);
+	} else {
 		snprintf(why, whylen, "%s", strerror(errno));
 		pthread_mutex_lock(&c->recv_lock);
 		pthread_mutex_lock(&c->send_lock);
@@ -225,6 +236,12 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 static int advance(struct ts_conn *c, char *why, size_t whylen)
 {
 	for (;;) {
+		if (c->phase == TS_ASYNC_PRE) {
+			/* An unconnected socket polls writable: nothing to
+			 * look at until the connecting thread issued it. */
+			c->hs_want = 0;
+			break;
+		}
 		if (c->phase == TS_ASYNC_TCP) {
 			struct pollfd p = {.fd = c->fd, .events = POLLOUT};
 			int r = REAL(poll)(&p, 1, 0);
@@ -264,7 +281,7 @@ static int advance(struct ts_conn *c, char *why, size_t whylen)
 		break;
 	}
 	if (ts_now_ms() >= c->hs_deadline) {
-		if (c->phase == TS_ASYNC_TCP)
+		if (c->phase != TS_ASYNC_TLS)
 			snprintf(why, whylen, "TCP connect timed out");
 		else
 			snprintf(why, whylen,
@@ -364,6 +381,12 @@ int ts_conn_async_gate(struct ts_conn *c, int flags)
 		/* Made blocking since connect: a blocking call waits for the
 		 * connection, bounded by the handshake deadline. */
 		long long left = c->hs_deadline - ts_now_ms();
+		if (!c->hs_want) {
+			/* The connecting thread is about to issue it. */
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+			continue;
+		}
 		struct pollfd p = {.fd = c->fd, .events = c->hs_want};
 		(void)REAL(poll)(&p, 1, left < 0 ? 0 : left > 60000 ? 60000
 		                                                 : (int)left);

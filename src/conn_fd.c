@@ -21,6 +21,7 @@
 #include "epreg.h"
 #include "forkwatch.h"
 #include "log.h"
+#include "rawguard.h"
 #include "real.h"
 #include "stdio_seal.h"
 
@@ -74,8 +75,12 @@ int ts_conn_dup2(int oldfd, int newfd, int flags, bool three)
 	 * close_notify, sent through a private copy of the socket once the
 	 * kernel has replaced newfd: a failed dup2 then loses nothing. */
 	int keep = x ? REAL(fcntl)(newfd, F_DUPFD_CLOEXEC, 0) : -1;
-	if (src)
+	if (src) {
 		ts_stdio_seal(newfd, src->rule->name, src->dest);
+		/* A send of another thread decided on the old meaning of
+		 * newfd must not land on the session's socket. */
+		ts_raw_quiesce(newfd, 1000);
+	}
 	int rv = three ? REAL(dup3)(oldfd, newfd, flags)
 	               : REAL(dup2)(oldfd, newfd);
 	int err = errno;

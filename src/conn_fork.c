@@ -37,6 +37,7 @@
 #include "epreg.h"
 #include "forkwatch.h"
 #include "log.h"
+#include "rawguard.h"
 #include "real.h"
 #include "stdio_seal.h"
 
@@ -205,6 +206,7 @@ static void child(void)
 	ts_epreg_child_reset();
 	ts_conn_async_child_reset();
 	ts_stdio_seal_child_reset();
+	ts_raw_child_reset();
 	const struct ts_engine *eng = ts_engine_loaded();
 	if (eng)
 		eng->process_reset();

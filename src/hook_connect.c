@@ -5,11 +5,16 @@
  * data must never ride on the SYN in plaintext). TCP_FASTOPEN_CONNECT
  * makes connect() itself return at once; it still goes through here. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "conn.h"
 #include "hooks.h"
+#include "log.h"
 #include "real.h"
+#include "resolve.h"
 
 TS_EXPORT int socket(int domain, int type, int proto)
 {
@@ -70,4 +75,82 @@ ssize_t ts_sendmsg_unmatched(int fd, const struct msghdr *m, int flags)
 	plain.msg_name = NULL;
 	plain.msg_namelen = 0;
 	return sendmsg(fd, &plain, flags & ~MSG_FASTOPEN);
+}
+
+/* rcmd(3) and rexec(3) connect with libc's internal connect, which no hook
+ * sees, and speak plaintext by design: where connect() to any address of
+ * the host would be upgraded or refused, they are refused. */
+static bool remote_refused(const char *what, const char *host,
+                           unsigned short rport)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+	char norm[TS_RESOLVE_NAME_MAX], dest[TS_DEST_STR_MAX];
+	const struct ts_rule *hit = NULL;
+	bool refuse = false;
+
+	ts_state_init();
+	if (ts_state.failed) {
+		ts_error("%s to %s: refused: %s", what, host ? host : "?",
+		         ts_state.failed_reason);
+		return true;
+	}
+	if (!ts_state.policy || !host)
+		return false;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return false; /* libc's own lookup fails the same way */
+	bool named = ts_resolve_normalise(host, norm, sizeof norm);
+	for (ai = res; ai && !refuse; ai = ai->ai_next) {
+		struct ts_dest d;
+		struct ts_decision dec;
+		if (ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &d) < 0)
+			continue;
+		d.port = ntohs(rport);
+		d.host = named ? norm : NULL;
+		ts_policy_decide(ts_state.policy, &d, &dec);
+		if (dec.verdict != TS_VERDICT_PASS) {
+			refuse = true;
+			hit = dec.rule;
+			ts_dest_format(&d, dest, sizeof dest);
+		}
+	}
+	freeaddrinfo(res);
+	if (refuse)
+		ts_error("%s %s: refused: %s makes its own plaintext connection, "
+		         "which tlsshim cannot upgrade", hit ? hit->name : "unmatched",
+		         dest, what);
+	return refuse;
+}
+
+TS_EXPORT int rcmd_af(char **ahost, unsigned short rport, const char *locuser,
+                      const char *remuser, const char *cmd, int *fd2p,
+                      sa_family_t af)
+{
+	if (ahost && remote_refused("rcmd", *ahost, rport)) {
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	return REAL(rcmd_af)(ahost, rport, locuser, remuser, cmd, fd2p, af);
+}
+
+TS_EXPORT int rcmd(char **ahost, unsigned short rport, const char *locuser,
+                   const char *remuser, const char *cmd, int *fd2p)
+{
+	return rcmd_af(ahost, rport, locuser, remuser, cmd, fd2p, AF_INET);
+}
+
+TS_EXPORT int rexec_af(char **ahost, int rport, const char *name,
+                       const char *pass, const char *cmd, int *fd2p,
+                       sa_family_t af)
+{
+	if (ahost && remote_refused("rexec", *ahost, (unsigned short)rport)) {
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	return REAL(rexec_af)(ahost, rport, name, pass, cmd, fd2p, af);
+}
+
+TS_EXPORT int rexec(char **ahost, int rport, const char *name,
+                    const char *pass, const char *cmd, int *fd2p)
+{
+	return rexec_af(ahost, rport, name, pass, cmd, fd2p, AF_INET);
 }

@@ -68,21 +68,24 @@ static ssize_t copy_out(struct ts_conn *c, int out, int in, off64_t *off,
 	return (ssize_t)done;
 }
 
+static ssize_t plain_sendfile(int out, int in, off64_t *off, size_t len,
+                              bool big)
+{
+	if (big)
+		return REAL(sendfile64)(out, in, off, len);
+	off_t o = off ? (off_t)*off : 0;
+	ssize_t r = REAL(sendfile)(out, in, off ? &o : NULL, len);
+	if (off)
+		*off = o;
+	return r;
+}
+
 static ssize_t do_sendfile(int out, int in, off64_t *off, size_t len,
                            bool big)
 {
-	struct ts_conn *c = ts_conn_get(out);
-	if (!c) {
-		if (big)
-			return REAL(sendfile64)(out, in, off, len);
-		off_t o = off ? (off_t)*off : 0;
-		ssize_t r = REAL(sendfile)(out, in, off ? &o : NULL, len);
-		if (off)
-			*off = o;
-		return r;
-	}
-	ssize_t r = copy_out(c, out, in, off, len);
-	ts_conn_put(c);
+	ssize_t r;
+	ts_conn_send_call(out, r, copy_out(c, out, in, off, len),
+	                  plain_sendfile(out, in, off, len, big));
 	return r;
 }
 
@@ -106,8 +109,14 @@ TS_EXPORT ssize_t splice(int in, off64_t *off_in, int out, off64_t *off_out,
 	struct ts_conn *cout = ts_conn_get(out), *cin = ts_conn_get(in);
 	ssize_t r;
 
-	if (!cout && !cin)
-		return REAL(splice)(in, off_in, out, off_out, len, flags);
+	if (!cout && !cin) {
+		struct ts_raw_mark m;
+		if (!ts_raw_begin(out, &m))
+			return splice(in, off_in, out, off_out, len, flags);
+		r = REAL(splice)(in, off_in, out, off_out, len, flags);
+		ts_raw_end(&m);
+		return r;
+	}
 	if (cout) {
 		r = copy_out(cout, out, in, off_in, len);
 	} else {

@@ -69,12 +69,12 @@ TS_HOOK(ssize_t, __recv_chk, (int fd, void *buf, size_t len, size_t buflen, int 
 static ssize_t do_write(int fd, const void *buf, size_t len)
 {
 	ssize_t r;
-	ts_conn_call(fd, r, ts_conn_send(c, fd, buf, len, 0),
-	             REAL(write)(fd, buf, len));
+	ts_conn_send_call(fd, r, ts_conn_send(c, fd, buf, len, 0),
+	                  REAL(write)(fd, buf, len));
 	return r;
 }
 
-TS_HOOK(ssize_t, write, (int fd, const void *buf, size_t len), (fd, buf, len))
+TS_SEND_HOOK(ssize_t, write, (int fd, const void *buf, size_t len), (fd, buf, len))
 {
 	return do_write(fd, buf, len);
 }
@@ -87,12 +87,12 @@ TS_EXPORT ssize_t __write(int fd, const void *buf, size_t len)
 static ssize_t do_send(int fd, const void *buf, size_t len, int flags)
 {
 	ssize_t r;
-	ts_conn_call(fd, r, ts_conn_send(c, fd, buf, len, flags),
-	             REAL(send)(fd, buf, len, flags));
+	ts_conn_send_call(fd, r, ts_conn_send(c, fd, buf, len, flags),
+	                  REAL(send)(fd, buf, len, flags));
 	return r;
 }
 
-TS_HOOK(ssize_t, send, (int fd, const void *buf, size_t len, int flags), (fd, buf, len, flags))
+TS_SEND_HOOK(ssize_t, send, (int fd, const void *buf, size_t len, int flags), (fd, buf, len, flags))
 {
 	return do_send(fd, buf, len, flags);
 }
@@ -110,11 +110,11 @@ TS_HOOK(ssize_t, readv, (int fd, const struct iovec *iov, int n), (fd, iov, n))
 	return r;
 }
 
-TS_HOOK(ssize_t, writev, (int fd, const struct iovec *iov, int n), (fd, iov, n))
+TS_SEND_HOOK(ssize_t, writev, (int fd, const struct iovec *iov, int n), (fd, iov, n))
 {
 	ssize_t r;
-	ts_conn_call(fd, r, ts_conn_sendv(c, fd, iov, n, 0),
-	             REAL(writev)(fd, iov, n));
+	ts_conn_send_call(fd, r, ts_conn_sendv(c, fd, iov, n, 0),
+	                  REAL(writev)(fd, iov, n));
 	return r;
 }
 
@@ -138,19 +138,19 @@ static ssize_t rwf_v(struct ts_conn *c, int fd, const struct iovec *iov,
 	           : ts_conn_recvv(c, fd, iov, n, flags);
 }
 
-TS_HOOK(ssize_t, pwritev2, (int fd, const struct iovec *iov, int n, off_t off, int rwf), (fd, iov, n, off, rwf))
+TS_SEND_HOOK(ssize_t, pwritev2, (int fd, const struct iovec *iov, int n, off_t off, int rwf), (fd, iov, n, off, rwf))
 {
 	ssize_t r;
-	ts_conn_call(fd, r, rwf_v(c, fd, iov, n, off, rwf, true),
-	             REAL(pwritev2)(fd, iov, n, off, rwf));
+	ts_conn_send_call(fd, r, rwf_v(c, fd, iov, n, off, rwf, true),
+	                  REAL(pwritev2)(fd, iov, n, off, rwf));
 	return r;
 }
 
-TS_HOOK(ssize_t, pwritev64v2, (int fd, const struct iovec *iov, int n, off64_t off, int rwf), (fd, iov, n, off, rwf))
+TS_SEND_HOOK(ssize_t, pwritev64v2, (int fd, const struct iovec *iov, int n, off64_t off, int rwf), (fd, iov, n, off, rwf))
 {
 	ssize_t r;
-	ts_conn_call(fd, r, rwf_v(c, fd, iov, n, (off_t)off, rwf, true),
-	             REAL(pwritev64v2)(fd, iov, n, off, rwf));
+	ts_conn_send_call(fd, r, rwf_v(c, fd, iov, n, (off_t)off, rwf, true),
+	                  REAL(pwritev64v2)(fd, iov, n, off, rwf));
 	return r;
 }
 
@@ -195,8 +195,9 @@ TS_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *sa, socklen_t salen)
 {
 	ssize_t r;
-	ts_conn_call(fd, r, conn_sendto(c, fd, buf, len, flags, sa, salen),
-	             ts_sendto_unmatched(fd, buf, len, flags, sa, salen));
+	ts_conn_send_call(fd, r,
+	                  conn_sendto(c, fd, buf, len, flags, sa, salen),
+	                  ts_sendto_unmatched(fd, buf, len, flags, sa, salen));
 	return r;
 }
 
@@ -272,8 +273,8 @@ static ssize_t msg_recv(struct ts_conn *c, int fd, struct msghdr *m,
 TS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
 	ssize_t r;
-	ts_conn_call(fd, r, msg_send(c, fd, m, flags),
-	             ts_sendmsg_unmatched(fd, m, flags));
+	ts_conn_send_call(fd, r, msg_send(c, fd, m, flags),
+	                  ts_sendmsg_unmatched(fd, m, flags));
 	return r;
 }
 
@@ -294,8 +295,8 @@ static ssize_t mmsg_one(int fd, struct msghdr *m, int flags, bool out)
 {
 	ssize_t r;
 	if (out)
-		ts_conn_call(fd, r, msg_send(c, fd, m, flags),
-		             REAL(sendmsg)(fd, m, flags));
+		ts_conn_send_call(fd, r, msg_send(c, fd, m, flags),
+		                  REAL(sendmsg)(fd, m, flags));
 	else
 		ts_conn_call(fd, r, msg_recv(c, fd, m, flags),
 		             REAL(recvmsg)(fd, m, flags));
@@ -304,18 +305,27 @@ static ssize_t mmsg_one(int fd, struct msghdr *m, int flags, bool out)
 
 TS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
-	if (!ts_fd_peek(fd)) {
+	struct ts_raw_mark m;
+
+	while (!ts_fd_peek(fd)) {
 		/* TCP Fast Open's implicit connect, as for sendmsg: the
 		 * kernel would connect on the first message. */
-		if (!(flags & MSG_FASTOPEN) || !n || !v)
-			return REAL(sendmmsg)(fd, v, n, flags);
-		int handled = ts_fastopen_connect(fd, v[0].msg_hdr.msg_name,
-		                                  v[0].msg_hdr.msg_namelen);
+		int handled = (flags & MSG_FASTOPEN) && n && v
+		                      ? ts_fastopen_connect(fd,
+		                                            v[0].msg_hdr.msg_name,
+		                                            v[0].msg_hdr.msg_namelen)
+		                      : 0;
 		if (handled < 0)
 			return -1;
-		if (!handled)
-			return REAL(sendmmsg)(fd, v, n, flags);
-		flags &= ~MSG_FASTOPEN;
+		if (handled) {
+			flags &= ~MSG_FASTOPEN;
+			break;
+		}
+		if (!ts_raw_begin(fd, &m))
+			continue;
+		int r = REAL(sendmmsg)(fd, v, n, flags);
+		ts_raw_end(&m);
+		return r;
 	}
 	unsigned i;
 	for (i = 0; i < n && i < 1024; i++) {

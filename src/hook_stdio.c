@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -32,8 +33,8 @@ static ssize_t cookie_write(void *cookie, const char *buf, size_t len)
 	ssize_t r;
 	/* stdio treats 0 as an error; a write of n > 0 bytes never returns
 	 * 0 from a stream socket. */
-	ts_conn_call(fd, r, ts_conn_send(c, fd, buf, len, 0),
-	             REAL(write)(fd, buf, len));
+	ts_conn_send_call(fd, r, ts_conn_send(c, fd, buf, len, 0),
+	                  REAL(write)(fd, buf, len));
 	return r;
 }
 
@@ -83,8 +84,9 @@ static int send_all(int fd, const char *p, size_t n)
 	size_t done = 0;
 	while (done < n) {
 		ssize_t w;
-		ts_conn_call(fd, w, ts_conn_send(c, fd, p + done, n - done, 0),
-		             REAL(write)(fd, p + done, n - done));
+		ts_conn_send_call(fd, w,
+		                  ts_conn_send(c, fd, p + done, n - done, 0),
+		                  REAL(write)(fd, p + done, n - done));
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -94,13 +96,26 @@ static int send_all(int fd, const char *p, size_t n)
 	return (int)n;
 }
 
+/* libc's own vdprintf where fd is not ours, in the marked window; -2
+ * when it became ours meanwhile. */
+static int plain_vdprintf(int fd, int flag, const char *fmt, va_list ap,
+                          bool chk)
+{
+	struct ts_raw_mark m;
+
+	if (ts_fd_peek(fd) || !ts_raw_begin(fd, &m))
+		return -2;
+	int r = chk ? REAL(__vdprintf_chk)(fd, flag, fmt, ap)
+	            : REAL(vdprintf)(fd, fmt, ap);
+	ts_raw_end(&m);
+	return r;
+}
+
 static int do_vdprintf(int fd, const char *fmt, va_list ap)
 {
 	char small[512], *buf = small;
 	va_list aq;
 
-	if (!ts_fd_peek(fd))
-		return REAL(vdprintf)(fd, fmt, ap);
 	va_copy(aq, ap);
 	int n = vsnprintf(small, sizeof small, fmt, aq);
 	va_end(aq);
@@ -119,35 +134,53 @@ static int do_vdprintf(int fd, const char *fmt, va_list ap)
 	return r;
 }
 
+/* _FORTIFY_SOURCE's twins share the path: the flag asks for %n checks
+ * our own formatting into memory does not need to repeat. */
+static int any_vdprintf(int fd, int flag, const char *fmt, va_list ap,
+                        bool chk)
+{
+	va_list aq;
+	va_copy(aq, ap);
+	int r = plain_vdprintf(fd, flag, fmt, aq, chk);
+	va_end(aq);
+	return r != -2 ? r : do_vdprintf(fd, fmt, ap);
+}
+
 TS_EXPORT int vdprintf(int fd, const char *fmt, va_list ap)
 {
-	return do_vdprintf(fd, fmt, ap);
+	return any_vdprintf(fd, 0, fmt, ap, false);
 }
 
 TS_EXPORT int dprintf(int fd, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int r = do_vdprintf(fd, fmt, ap);
+	int r = any_vdprintf(fd, 0, fmt, ap, false);
 	va_end(ap);
 	return r;
 }
 
-/* _FORTIFY_SOURCE's twins: the flag asks for %n checks our own formatting
- * into memory does not need to repeat. */
 TS_EXPORT int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap)
 {
-	if (!ts_fd_peek(fd))
-		return REAL(__vdprintf_chk)(fd, flag, fmt, ap);
-	return do_vdprintf(fd, fmt, ap);
+	return any_vdprintf(fd, flag, fmt, ap, true);
 }
 
 TS_EXPORT int __dprintf_chk(int fd, int flag, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int r = ts_fd_peek(fd) ? do_vdprintf(fd, fmt, ap)
-	                       : REAL(__vdprintf_chk)(fd, flag, fmt, ap);
+	int r = any_vdprintf(fd, flag, fmt, ap, true);
 	va_end(ap);
 	return r;
+}
+
+/* eventfd_write(3) writes its 8 bytes with libc's internal write. */
+TS_EXPORT int eventfd_write(int fd, eventfd_t value)
+{
+	ssize_t r;
+	ts_conn_send_call(fd, r, ts_conn_send(c, fd, &value, sizeof value, 0),
+	                  REAL(eventfd_write)(fd, value));
+	if (r == (ssize_t)sizeof value)
+		return 0;
+	return r < 0 ? -1 : 0;
 }

@@ -33,6 +33,16 @@ certs() {
 		fail "gencerts.sh failed in $CERTS"
 }
 
+# wait_port_file FILE: until a server published its port there (10 s).
+wait_port_file() {
+	local i
+	for i in $(seq 100); do
+		[ -s "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # start_server NAME MODE [tlsserver.py args...]: exports NAME_PORT and
 # records the PID for stop_servers. Waits at most 10 s for the port.
 start_server() {
@@ -44,12 +54,7 @@ start_server() {
 		--max-seconds 300 "$@" 3>&- \
 		2>>"$BATS_FILE_TMPDIR/$name.log" &
 	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	local i
-	for i in $(seq 100); do
-		[ -s "$pf" ] && break
-		sleep 0.1
-	done
-	[ -s "$pf" ] || fail "server $name did not start"
+	wait_port_file "$pf" || fail "server $name did not start"
 	eval "${name}_PORT=\$(cat \"\$pf\")"
 	export "${name}_PORT"
 }
