@@ -90,24 +90,27 @@ TS_EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 	return r;
 }
 
-/* execl, execlp, execle: the arguments as an array, as glibc builds it. */
+/* execl, execlp, execle: the arguments as an array, as glibc builds it
+ * (on the stack: these may run in a vfork child, where malloc is not
+ * safe). More than the kernel could take is E2BIG, as exec would say. */
+#define ARGS_MAX (1 << 18)
+
 static size_t count_args(const char *arg, va_list ap)
 {
 	va_list aq;
-	size_t n = 1;
+	size_t n = arg ? 1 : 0;
 
 	va_copy(aq, ap);
-	while (arg && va_arg(aq, const char *))
+	while (arg && n <= ARGS_MAX && va_arg(aq, const char *))
 		n++;
 	va_end(aq);
-	return arg ? n : 0;
+	return n;
 }
 
 static void fill_args(char **argv, size_t n, const char *arg, va_list ap)
 {
-	argv[0] = (char *)arg;
-	for (size_t i = 1; i < n; i++)
-		argv[i] = va_arg(ap, char *);
+	for (size_t i = 0; i < n; i++)
+		argv[i] = i ? va_arg(ap, char *) : (char *)arg;
 	argv[n] = NULL;
 }
 
@@ -116,6 +119,11 @@ TS_EXPORT int execl(const char *path, const char *arg, ...)
 	va_list ap;
 	va_start(ap, arg);
 	size_t n = count_args(arg, ap);
+	if (n > ARGS_MAX) {
+		va_end(ap);
+		errno = E2BIG;
+		return -1;
+	}
 	char *argv[n + 1];
 	fill_args(argv, n, arg, ap);
 	va_end(ap);
@@ -127,6 +135,11 @@ TS_EXPORT int execlp(const char *file, const char *arg, ...)
 	va_list ap;
 	va_start(ap, arg);
 	size_t n = count_args(arg, ap);
+	if (n > ARGS_MAX) {
+		va_end(ap);
+		errno = E2BIG;
+		return -1;
+	}
 	char *argv[n + 1];
 	fill_args(argv, n, arg, ap);
 	va_end(ap);
@@ -138,6 +151,11 @@ TS_EXPORT int execle(const char *path, const char *arg, ...)
 	va_list ap;
 	va_start(ap, arg);
 	size_t n = count_args(arg, ap);
+	if (n > ARGS_MAX) {
+		va_end(ap);
+		errno = E2BIG;
+		return -1;
+	}
 	char *argv[n + 1];
 	fill_args(argv, n, arg, ap);
 	char *const *envp = va_arg(ap, char *const *);

@@ -70,3 +70,13 @@ teardown_file() {
 	run timeout 20 "$TLSSHIM" -p "$POL" redis-cli -h 127.0.0.1 -p "$PLAIN" EXISTS must-not-land
 	[ "$output" = 0 ]
 }
+
+@test "redis-cli: the shipped policy's default deny refuses a port it does not upgrade, and nothing reaches it" {
+	start_recorder other
+	local port
+	port=$(cat "$BATS_FILE_TMPDIR/other.port")
+	run timeout 20 "$TLSSHIM" -p "$POL" redis-cli -h 127.0.0.1 -p "$port" SET leak-key LEAK-MARK-REDIS
+	[[ "$output" == *"tlsshim: error: unmatched 127.0.0.1:$port: refused: no rule matches and the policy says unmatched = refuse"* ]]
+	[[ "$output" != *OK* ]]
+	expect_recorded other LEAK-MARK-REDIS 0
+}

@@ -26,7 +26,8 @@ packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   scdoc redis-server redis-tools mosquitto mosquitto-clients memcached
   libmemcached-tools slapd ldap-utils openssl
   valgrind clang libclang-rt-14-dev
-  golang-go musl-tools libc6-i386"
+  golang-go musl-tools libc6-i386
+  links lynx default-jdk-headless util-linux"
 
 missing=
 for p in $packages; do
