@@ -100,6 +100,9 @@ static inline void ts_raw_end(const struct ts_raw_mark *m)
 ssize_t ts_sendto_unmatched(int fd, const void *buf, size_t len, int flags,
                             const struct sockaddr *sa, socklen_t salen);
 ssize_t ts_sendmsg_unmatched(int fd, const struct msghdr *m, int flags);
+/* sendmsg on an fd not ours, where an SCM_RIGHTS message cannot hand an
+ * upgraded fd to another process raw. */
+ssize_t ts_sendmsg_plain(int fd, const struct msghdr *m, int flags);
 /* The implicit connect of MSG_FASTOPEN to sa: 1 upgraded (or under way),
  * 0 not ours (the kernel's own fast open goes ahead), -1 refused. */
 int ts_fastopen_connect(int fd, const void *sa, socklen_t salen);

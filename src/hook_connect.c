@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "conn.h"
@@ -62,6 +63,75 @@ ssize_t ts_sendto_unmatched(int fd, const void *buf, size_t len, int flags,
 	return send(fd, buf, len, flags & ~MSG_FASTOPEN);
 }
 
+/* SCM_RIGHTS hands an fd to another process, which would get the bare
+ * socket without its session: as across exec, it gets one whose peer is
+ * gone, and one error line says so. m unchanged when it passes no
+ * upgraded fd; else a copy in *copy with its control data in ctl. */
+static const struct msghdr *handoff(const struct msghdr *m,
+                                    struct msghdr *copy, char *ctl,
+                                    size_t ctlmax, int *dead)
+{
+	*dead = -1;
+	if (!m || !m->msg_control || !m->msg_controllen ||
+	    !atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		return m;
+	bool ours = false;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h && !ours;
+	     h = CMSG_NXTHDR((struct msghdr *)m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n && !ours; i++) {
+			int f;
+			memcpy(&f, CMSG_DATA(h) + i * sizeof f, sizeof f);
+			ours = ts_fd_peek(f);
+		}
+	}
+	if (!ours || m->msg_controllen > ctlmax)
+		return m; /* (too large to copy: the kernel refuses it too) */
+	*copy = *m;
+	memcpy(ctl, m->msg_control, m->msg_controllen);
+	copy->msg_control = ctl;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+		REAL(close)(sv[1]);
+		*dead = sv[0];
+	}
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(copy); h;
+	     h = CMSG_NXTHDR(copy, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int f;
+			memcpy(&f, CMSG_DATA(h) + i * sizeof f, sizeof f);
+			if (!ts_fd_peek(f))
+				continue;
+			ts_error("fd %d is an upgraded socket: the process it is "
+			         "passed to (SCM_RIGHTS) would get the TLS stream "
+			         "without its session; it gets a closed socket "
+			         "instead", f);
+			memcpy(CMSG_DATA(h) + i * sizeof f, dead, sizeof f);
+		}
+	}
+	return copy;
+}
+
+ssize_t ts_sendmsg_plain(int fd, const struct msghdr *m, int flags)
+{
+	struct msghdr copy;
+	char ctl[4096];
+	int dead;
+	const struct msghdr *use = handoff(m, &copy, ctl, sizeof ctl, &dead);
+	ssize_t r = REAL(sendmsg)(fd, use, flags);
+	if (dead >= 0) {
+		int e = errno;
+		REAL(close)(dead);
+		errno = e;
+	}
+	return r;
+}
+
 ssize_t ts_sendmsg_unmatched(int fd, const struct msghdr *m, int flags)
 {
 	int h = m && (flags & MSG_FASTOPEN)
@@ -70,7 +140,7 @@ ssize_t ts_sendmsg_unmatched(int fd, const struct msghdr *m, int flags)
 	if (h < 0)
 		return -1;
 	if (!h)
-		return REAL(sendmsg)(fd, m, flags);
+		return ts_sendmsg_plain(fd, m, flags);
 	struct msghdr plain = *m;
 	plain.msg_name = NULL;
 	plain.msg_namelen = 0;

@@ -296,11 +296,19 @@ static ssize_t mmsg_one(int fd, struct msghdr *m, int flags, bool out)
 	ssize_t r;
 	if (out)
 		ts_conn_send_call(fd, r, msg_send(c, fd, m, flags),
-		                  REAL(sendmsg)(fd, m, flags));
+		                  ts_sendmsg_plain(fd, m, flags));
 	else
 		ts_conn_call(fd, r, msg_recv(c, fd, m, flags),
 		             REAL(recvmsg)(fd, m, flags));
 	return r;
+}
+
+static bool carries_control(const struct mmsghdr *v, unsigned n)
+{
+	for (unsigned i = 0; v && i < n; i++)
+		if (v[i].msg_hdr.msg_controllen)
+			return true;
+	return false;
 }
 
 TS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
@@ -321,6 +329,8 @@ TS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 			flags &= ~MSG_FASTOPEN;
 			break;
 		}
+		if (carries_control(v, n))
+			break; /* one by one, each message's fds looked at */
 		if (!ts_raw_begin(fd, &m))
 			continue;
 		int r = REAL(sendmmsg)(fd, v, n, flags);

@@ -75,6 +75,12 @@ all_tls() {
 	[ "$n" -gt 0 ] || fail "the tap saw no connection"
 }
 
+# Every program through the launcher, the sanitizer runtimes first.
+tshim() {
+	run timeout 60 env ${TLSSHIM_SAN_PRELOAD:+LD_PRELOAD="$TLSSHIM_SAN_PRELOAD"} \
+		"$TLSSHIM" "$@"
+}
+
 leak() {
 	run timeout 120 env ${TLSSHIM_SAN_PRELOAD:+LD_PRELOAD="$TLSSHIM_SAN_PRELOAD"} \
 		LEAK_PORT="$TAP_PORT" LEAK_PORT6="$TAP6_PORT" \
@@ -107,6 +113,7 @@ carried() {
 @test "v6len24: connect() with a 24-byte sockaddr_in6 is matched" { carried v6len24; }
 @test "v6len24_mapped: a 24-byte v4-mapped address is matched as IPv4" { carried v6len24_mapped; }
 @test "mptcp: an MPTCP socket is upgraded like TCP" { carried mptcp; }
+@test "fastopen_connect: TCP_FASTOPEN_CONNECT's first write is the ClientHello" { carried fastopen_connect; }
 @test "sendto_fastopen: MSG_FASTOPEN is an implicit connect" { carried sendto_fastopen; }
 @test "sendmsg_fastopen: MSG_FASTOPEN is an implicit connect" { carried sendmsg_fastopen; }
 @test "sendmmsg_fastopen: MSG_FASTOPEN with msg_name on an unconnected socket" { carried sendmmsg_fastopen; }
@@ -231,6 +238,10 @@ name_policy() {
 @test "posix_spawn: a dup2 file action copies a closed socket, not the raw one" { carried posix_spawn; }
 @test "system: the shell does not get the fd" { carried system; }
 @test "popen: the shell does not get the fd" { carried popen; }
+@test "scm_rights: an upgraded fd passed to another process arrives closed" {
+	carried scm_rights
+	assert_output --partial "SCM_RIGHTS"
+}
 
 # fork without libc's handlers: no nonce twice.
 PARENT_PLAIN=PARENT-RECORD-PLAINTEXT-0001
@@ -294,20 +305,7 @@ no_nonce_reuse() {
 	name_policy
 	printf '[name]\nmatch = localhost:%s\nca-file = %s\n' "$TAPH_PORT" \
 		"$CERTS/ca.pem" >"$POLICY"
-	run timeout 30 "$TLSSHIM" -p "$POLICY" -- links -dump \
-		"http://localhost:$TAPH_PORT/$MARK"
-	assert_success
-	assert_output --partial "hello from the tls server, path /$MARK"
-	on_wire_nothing
-	all_tls
-}
-
-@test "lynx resolves in a child: verified under a name rule" {
-	require_tool lynx
-	name_policy
-	printf '[name]\nmatch = localhost:%s\nca-file = %s\n' "$TAPH_PORT" \
-		"$CERTS/ca.pem" >"$POLICY"
-	run timeout 30 "$TLSSHIM" -p "$POLICY" -- lynx -dump \
+	tshim -p "$POLICY" -- links -dump \
 		"http://localhost:$TAPH_PORT/$MARK"
 	assert_success
 	assert_output --partial "hello from the tls server, path /$MARK"
@@ -317,7 +315,7 @@ no_nonce_reuse() {
 
 java_client() {
 	require_tool java
-	run timeout 60 env TLSSHIM_LOG=debug "$TLSSHIM" -p "$POLICY" -- \
+	TLSSHIM_LOG=debug tshim -p "$POLICY" -- \
 		java "$BATS_TEST_DIRNAME/leak/JavaClient.java" "$1" "$TAP_PORT" "$MARK"
 }
 
@@ -344,11 +342,11 @@ java_client() {
 @test "default deny: unmatched = refuse refuses a plaintext connect; tls = no lets one through" {
 	printf 'unmatched = refuse\n[plain]\nmatch = 127.0.0.1:%s\ntls = no\n' \
 		"$MUTE_PORT" >"$P.deny"
-	run timeout 30 env LEAK_PORT="$TAPH_PORT" "$TLSSHIM" -p "$P.deny" -- "$LEAK" write
+	LEAK_PORT="$TAPH_PORT" tshim -p "$P.deny" -- "$LEAK" write
 	assert_failure
 	assert_output --partial "tlsshim: error: unmatched 127.0.0.1:$TAPH_PORT: refused"
 	[ ! -s "$REC/conn-1.raw" ] || fail "a refused connect reached the server"
-	run timeout 30 env LEAK_PORT="$MUTE_PORT" "$TLSSHIM" -p "$P.deny" -- "$LEAK" write
+	LEAK_PORT="$MUTE_PORT" tshim -p "$P.deny" -- "$LEAK" write
 	assert_failure # the mute tap never answers
 	run grep -c -a "$MARK" "$REC"/conn-*.raw
 	assert_output 1 # the exception went out as the policy says: in clear

@@ -19,6 +19,7 @@
 #include <mqueue.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -216,6 +217,19 @@ static int fastopen_echo(int how, bool v6short)
 	if (r != (long)MARKLEN)
 		return fail("fast open (%d): %ld, %s", how, r, strerror(errno));
 	return expect_echo(fd, MARK, MARKLEN, "fast open");
+}
+
+/* TCP_FASTOPEN_CONNECT: connect() returns at once, the first write
+ * rides on the SYN; the first write must be our ClientHello. */
+static int t_fastopen_connect(void)
+{
+	struct sockaddr_in in;
+	socklen_t len = tap4(&in);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one,
+	               sizeof one) < 0)
+		return fail("TCP_FASTOPEN_CONNECT: %s", strerror(errno));
+	return connect_echo(fd, &in, len, "TCP_FASTOPEN_CONNECT");
 }
 
 static int t_sendto_fastopen(void) { return fastopen_echo(0, false); }
@@ -825,6 +839,45 @@ static int t_popen(void)
 	return still_works(fd, "popen");
 }
 
+/* An upgraded fd passed to another process (SCM_RIGHTS): that process
+ * gets a closed socket, never the raw one. */
+static int t_scm_rights(void)
+{
+	int sv[2], fd = tap_connect(), st;
+	if (fd < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return 1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c, ctl[CMSG_SPACE(sizeof(int))];
+		struct iovec v = {&c, 1};
+		struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1,
+		                   .msg_control = ctl,
+		                   .msg_controllen = sizeof ctl};
+		if (recvmsg(sv[1], &m, 0) != 1)
+			_exit(2);
+		int got;
+		memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof got);
+		ssize_t r = send(got, MARK, MARKLEN, MSG_NOSIGNAL);
+		_exit(r < 0 ? 0 : 3);
+	}
+	char ctl[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec v = {"x", 1};
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1,
+	                   .msg_control = ctl, .msg_controllen = sizeof ctl};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof fd);
+	if (sendmsg(sv[0], &m, 0) != 1)
+		return fail("sendmsg SCM_RIGHTS: %s", strerror(errno));
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st))
+		return fail("the receiving process wrote on the socket (%d)",
+		            st);
+	return still_works(fd, "SCM_RIGHTS");
+}
+
 /* ---- fork: one writer per session ---- */
 
 #define PARENT_PLAIN "PARENT-RECORD-PLAINTEXT-0001"
@@ -937,7 +990,8 @@ struct test {
 
 #define T(n) {#n, t_##n}
 static const struct test tests[] = {
-	T(v6len24), T(v6len24_mapped), T(mptcp), T(sendto_fastopen),
+	T(v6len24), T(v6len24_mapped), T(mptcp), T(fastopen_connect),
+	T(sendto_fastopen),
 	T(sendmsg_fastopen), T(sendmmsg_fastopen), T(sendmsg_fastopen_v6len24),
 	T(name_mapped), T(name_v4), T(name_after_many),
 	T(race_connect), T(race_close), T(dup3_einval), T(close_range_einval),
@@ -952,7 +1006,7 @@ static const struct test tests[] = {
 	T(io_submit), T(io_uring_setup),
 	T(stdio_before), T(stdout_dup2), T(stdio_after),
 	T(exec), T(exec_failed), T(vfork_exec), T(posix_spawn), T(system),
-	T(popen),
+	T(popen), T(scm_rights),
 	T(fork_syscall), T(_Fork), T(clone), T(vfork_write), T(fork_split),
 };
 
