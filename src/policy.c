@@ -928,7 +928,8 @@ static int parse_log_dest(struct parser *ps, const struct key *k, void *obj,
 
 /* log-file = PATH, resolved against the policy's directory. The file is
  * opened for each line (a program may close or reuse any fd), so it need
- * not exist yet; its directory must. */
+ * not exist yet; its directory must. It is never opened through a
+ * symbolic link (log.c), so one already there is an error here. */
 static int parse_log_file(struct parser *ps, const struct key *k, void *obj,
                           struct tok *v)
 {
@@ -949,6 +950,13 @@ static int parse_log_file(struct parser *ps, const struct key *k, void *obj,
 			free(full);
 			return -1;
 		}
+	}
+	if (lstat(full, &st) == 0 && S_ISLNK(st.st_mode)) {
+		perr(ps, v->col, "bad %s %s: a symbolic link (tlsshim does "
+		     "not follow one there: name the file itself)", k->name,
+		     full);
+		free(full);
+		return -1;
 	}
 	*FIELD(obj, k, char *) = full;
 	return 0;

@@ -92,6 +92,9 @@ static const struct {
 	                                         "expected yes or no"},
 	{R "alpn = h2\nalpn-required = no\n", NULL},
 	{R "keylog-file = @D/keys.log\n", NULL},
+	{"log-file = @D/tlsshim.log\n" R, NULL},
+	{"log-file = @D/link.log\n" R, "bad log-file @D/link.log: a symbolic "
+	                                "link"},
 	{"pin-sha256 = " PIN "\n", "'pin-sha256' is a rule key"},
 };
 
@@ -179,11 +182,17 @@ int main(void)
 	write_file("openkey.pem", "-----BEGIN EC PRIVATE KEY-----\nAA==\n"
 	                          "-----END EC PRIVATE KEY-----\n", 0644);
 	write_file("empty.pem", "", 0644);
+	char link[512];
+	snprintf(link, sizeof link, "%s/link.log", dir);
+	if (symlink("/dev/null", link) < 0) {
+		perror(link);
+		return 2;
+	}
 	test_cases();
 	test_fields();
 	const char *names[] = {"crl.pem", "cert.pem", "key.pem",
-	                       "openkey.pem", "empty.pem"};
-	for (size_t i = 0; i < 5; i++) {
+	                       "openkey.pem", "empty.pem", "link.log"};
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
 		char path[512];
 		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
 		unlink(path);
