@@ -3,10 +3,12 @@
  * One per process, bounded (LRU), shared by every thread. A cached session
  * is used at most once: taking it removes it. GnuTLS does not verify the
  * server's certificate again when it resumes a session, so an entry is
- * keyed on everything verification depends on — the rule, a digest of its
- * trust material (CA, CRL, pins), its client identity, minimum version,
- * ALPN list, the priority string, the SNI, the name verified, the server's
- * address and port. A session obtained while verifying one name can never
+ * keyed on everything verification depends on — the rule, a digest of the
+ * trust material in use (CA and CRL bytes, which change when those files
+ * are re-read), the pins, its client identity, version range, ALPN list,
+ * the priority string, the SNI, the name verified, the server's address
+ * and port. (A resumed session's chain is verified again all the same:
+ * tls_verify.c.) A session obtained while verifying one name can never
  * be offered for another. When the policy grows a field that verification
  * or the session's identity depends on, it must be added in key_pre().
  *
@@ -40,7 +42,7 @@ struct ts_tls_cache_key {
  * the handshake is then simply a full one. */
 void ts_tls_cache_attach(gnutls_session_t s, struct ts_tls_cache_key *k,
                          const struct ts_tls_params *p,
-                         const char *priority);
+                         const unsigned char trust[32]);
 
 /* Before each handshake step (cheap after the first): once the TCP
  * connection is up (an asynchronous connect may still be in progress at
@@ -56,7 +58,7 @@ void ts_tls_cache_handshake_done(gnutls_session_t s);
 bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
                               const struct ts_tls_params *p,
                               const void *peer, size_t peerlen,
-                              const char *priority);
+                              const unsigned char trust[32]);
 void ts_tls_cache_put(const struct ts_tls_cache_key *k,
                       const gnutls_datum_t *data);
 /* The most recent session for k, removed from the cache; the caller

@@ -175,9 +175,9 @@ static int add_str(gnutls_hash_hd_t h, const char *s)
 
 /* Everything but the peer address, into k->pre. */
 static bool key_pre(struct ts_tls_cache_key *k, const struct ts_tls_params *p,
-                    const char *priority)
+                    const unsigned char trust[32])
 {
-	static const char version[] = "tlsshim session key 2";
+	static const char version[] = "tlsshim session key 3";
 	const struct ts_rule *r = p->rule;
 	gnutls_hash_hd_t h;
 	int bad = 0;
@@ -193,19 +193,19 @@ static bool key_pre(struct ts_tls_cache_key *k, const struct ts_tls_params *p,
 	bad |= add_str(h, p->sni);
 	bad |= add_str(h, p->verify_name);
 	bad |= add_str(h, r->ca_file);
-	bad |= add(h, r->ca.data, r->ca.len); /* NULL: the system store */
 	bad |= add_str(h, r->crl_file);
-	bad |= add(h, r->crl.data, r->crl.len);
+	bad |= add(h, trust, 32); /* the CA and CRL bytes in use */
 	bad |= add(h, r->pins, r->npins * sizeof *r->pins);
 	bad |= add_str(h, r->client_cert); /* the client identity */
 	bad |= add(h, r->cert.data, r->cert.len);
 	bad |= add_str(h, r->client_key);
 	bad |= add(h, &r->min_version, sizeof r->min_version);
+	bad |= add(h, &r->max_version, sizeof r->max_version);
 	for (size_t i = 0; i < r->nalpn; i++)
 		bad |= add_str(h, r->alpn[i]);
 	bad |= add(h, &r->nalpn, sizeof r->nalpn);
 	bad |= add(h, &r->alpn_required, sizeof r->alpn_required);
-	bad |= add_str(h, priority);
+	bad |= add_str(h, r->priority);
 	gnutls_hash_deinit(h, k->pre);
 	return bad == 0;
 }
@@ -230,9 +230,9 @@ static bool key_final(struct ts_tls_cache_key *k, const void *peer,
 bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
                               const struct ts_tls_params *p,
                               const void *peer, size_t peerlen,
-                              const char *priority)
+                              const unsigned char trust[32])
 {
-	return key_pre(k, p, priority) && key_final(k, peer, peerlen);
+	return key_pre(k, p, trust) && key_final(k, peer, peerlen);
 }
 
 /* The address and port alone: sin_zero and the like stay out. */
@@ -287,10 +287,11 @@ static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when,
 }
 
 void ts_tls_cache_attach(gnutls_session_t s, struct ts_tls_cache_key *k,
-                         const struct ts_tls_params *p, const char *priority)
+                         const struct ts_tls_params *p,
+                         const unsigned char trust[32])
 {
 	k->pending = false;
-	if (!key_pre(k, p, priority))
+	if (!key_pre(k, p, trust))
 		return;
 	k->fd = p->fd;
 	k->pending = true;

@@ -8,6 +8,13 @@
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
+# require_pymod MODULE: a Python module the test needs (Debian's python3-*
+# package, installed by tests/bootstrap.sh), or a loud failure.
+require_pymod() {
+	$PY -c "import $1" 2>/dev/null ||
+		fail "required Python module '$1' is not installed (python3-$1)"
+}
+
 vcerts() {
 	CERTS=$BATS_FILE_TMPDIR/certs
 	sh "$HELPERS/gencerts-verify.sh" "$CERTS" ||
@@ -106,4 +113,26 @@ vaccepted() {
 	assert_output 0
 	run cat "$BATS_TEST_TMPDIR/$1.plain"
 	assert_output "$MARKER"
+}
+
+# staple_server NAME CERT OCSP-FILE|none [s_server args...]: openssl
+# s_server -www with CERT (and CERT's key), stapling the response, behind
+# a raw recorder; exports NAME_PORT (the recorder's).
+staple_server() {
+	local name=$1 cert=$2 ocsp=$3 port i
+	shift 3
+	port=$($PY -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	local args=()
+	[ "$ocsp" = none ] || args=(-status_file "$CERTS/$ocsp")
+	timeout 120 openssl s_server -accept "127.0.0.1:$port" -www \
+		-cert "$CERTS/$cert.pem" -key "$CERTS/$cert.key" "${args[@]}" \
+		"$@" </dev/null >/dev/null \
+		2>>"$BATS_TEST_TMPDIR/s_server.log" 3>&- &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	for i in $(seq 100); do
+		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+		sleep 0.1
+	done
+	vserver "$name" x --forward "$port"
 }

@@ -11,13 +11,15 @@
 #include "tls_cache.h"
 #include "check.h"
 
-static const char prio[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+/* Digests of the trust material in use (CA and CRL bytes). */
+static const unsigned char trust1[32] = {1};
+static const unsigned char trust2[32] = {2};
 static const unsigned char peer_a[] = {0, 2, 127, 0, 0, 1, 0x1f, 0x90};
 static const unsigned char peer_b[] = {0, 2, 127, 0, 0, 1, 0x1f, 0x91};
 
 static struct ts_tls_cache_key key(const struct ts_rule *r, const char *sni,
                                    const char *name, const void *peer,
-                                   size_t peerlen, const char *pr)
+                                   size_t peerlen, const unsigned char *pr)
 {
 	struct ts_tls_params p = {.fd = -1, .rule = r, .sni = sni,
 	                          .verify_name = name};
@@ -45,44 +47,49 @@ int main(void)
 	                     .ca = {(unsigned char *)"PEM1", 4}};
 	struct ts_rule r2 = r1; /* same contents, another rule */
 	struct ts_rule r3 = r1;
-	r3.ca.data = (unsigned char *)"PEM2"; /* other trust material */
+	r3.priority = "SECURE256"; /* another priority string */
 	struct ts_rule r4 = r1;
-	r4.ca.data = NULL; /* the system store */
-	r4.ca.len = 0;
+	r4.ca_file = NULL; /* the system store */
+	struct ts_rule r5 = r1;
+	r5.max_version = 12; /* another version range */
 
 	struct ts_tls_cache_key base =
-		key(&r1, "a.test", "a.test", peer_a, sizeof peer_a, prio);
+		key(&r1, "a.test", "a.test", peer_a, sizeof peer_a, trust1);
 	/* Stable. */
 	CHECK(same(base, key(&r1, "a.test", "a.test", peer_a, sizeof peer_a,
-	                     prio)));
+	                     trust1)));
 	/* Every input separates. */
 	CHECK(!same(base, key(&r1, "a.test", "b.test", peer_a, sizeof peer_a,
-	                      prio)));
+	                      trust1)));
 	CHECK(!same(base, key(&r1, "b.test", "a.test", peer_a, sizeof peer_a,
-	                      prio)));
+	                      trust1)));
 	CHECK(!same(base, key(&r1, NULL, "a.test", peer_a, sizeof peer_a,
-	                      prio)));
+	                      trust1)));
 	CHECK(!same(base, key(&r1, "", "a.test", peer_a, sizeof peer_a,
-	                      prio)));
+	                      trust1)));
 	CHECK(!same(base, key(&r1, "a.test", "a.test", peer_b, sizeof peer_b,
-	                      prio)));
+	                      trust1)));
 	CHECK(!same(base, key(&r2, "a.test", "a.test", peer_a, sizeof peer_a,
-	                      prio)));
-	CHECK(!same(key(&r2, "a.test", "a.test", peer_a, sizeof peer_a, prio),
+	                      trust1)));
+	CHECK(!same(key(&r2, "a.test", "a.test", peer_a, sizeof peer_a, trust1),
 	            key(&r3, "a.test", "a.test", peer_a, sizeof peer_a,
-	                prio)));
-	CHECK(!same(key(&r2, "a.test", "a.test", peer_a, sizeof peer_a, prio),
+	                trust1)));
+	CHECK(!same(key(&r2, "a.test", "a.test", peer_a, sizeof peer_a, trust1),
 	            key(&r4, "a.test", "a.test", peer_a, sizeof peer_a,
-	                prio)));
+	                trust1)));
+	CHECK(!same(key(&r2, "a.test", "a.test", peer_a, sizeof peer_a, trust1),
+	            key(&r5, "a.test", "a.test", peer_a, sizeof peer_a,
+	                trust1)));
+	/* Trust material re-read from changed files: another key. */
 	CHECK(!same(base, key(&r1, "a.test", "a.test", peer_a, sizeof peer_a,
-	                      "NORMAL")));
+	                      trust2)));
 	/* Field boundaries: ("a.tes", "ta.test") is not ("a.test", "a.test"). */
 	CHECK(!same(base, key(&r1, "a.tes", "ta.test", peer_a, sizeof peer_a,
-	                      prio)));
+	                      trust1)));
 
 	/* A session goes back to its own key only, and only once. */
 	struct ts_tls_cache_key other =
-		key(&r1, "a.test", "b.test", peer_a, sizeof peer_a, prio);
+		key(&r1, "a.test", "b.test", peer_a, sizeof peer_a, trust1);
 	gnutls_datum_t d = blob(1), out;
 	ts_tls_cache_put(&base, &d);
 	CHECK(ts_tls_cache_count() == 1);
@@ -122,10 +129,10 @@ int main(void)
 	/* Bounded in all: the oldest goes. */
 	static struct ts_rule many[TS_TLS_CACHE_MAX + 1];
 	struct ts_tls_cache_key first =
-		key(&many[0], "x", "x", peer_a, sizeof peer_a, prio);
+		key(&many[0], "x", "x", peer_a, sizeof peer_a, trust1);
 	for (int i = 0; i <= TS_TLS_CACHE_MAX; i++) {
 		struct ts_tls_cache_key k =
-			key(&many[i], "x", "x", peer_a, sizeof peer_a, prio);
+			key(&many[i], "x", "x", peer_a, sizeof peer_a, trust1);
 		d = blob((unsigned char)i);
 		ts_tls_cache_put(&k, &d);
 	}
