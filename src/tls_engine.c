@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/single_threaded.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 
 #include <gnutls/gnutls.h>
@@ -202,6 +203,44 @@ static int to_keylog(gnutls_session_t s, const char *label,
 	return 0;
 }
 
+/* keylog-file: the session's secrets go only to a regular file of this
+ * user's that nobody else may read, and never through a symbolic link
+ * (one planted there would send them wherever it points). Opened per
+ * session: -1 with the reason when refused. */
+static int open_keylog(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+	                            O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
+	              0600);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "keylog-file %s: %s", path,
+		         errno == ELOOP ? "a symbolic link: refused (name the "
+		                          "file itself)"
+		                        : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0)
+		snprintf(err, errlen, "keylog-file %s: %s", path,
+		         strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		snprintf(err, errlen, "keylog-file %s: not a regular file: "
+		         "refused", path);
+	else if (st.st_uid != geteuid())
+		snprintf(err, errlen, "keylog-file %s: owned by uid %u, not by "
+		         "this user (uid %u): refused", path,
+		         (unsigned)st.st_uid, (unsigned)geteuid());
+	else if (st.st_mode & 077)
+		snprintf(err, errlen, "keylog-file %s: mode %04o lets group or "
+		         "others at the session keys: refused (chmod 600 it)",
+		         path, (unsigned)(st.st_mode & 07777));
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+
 static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
                                  size_t errlen)
 {
@@ -233,15 +272,9 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	gnutls_transport_set_pull_timeout_function(t->s, pull_timeout);
 	gnutls_transport_set_vec_push_function(t->s, push);
 	if (p->rule->keylog_file) {
-		t->keylog_fd = open(p->rule->keylog_file,
-		                    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
-		                            O_NOCTTY,
-		                    0600);
-		if (t->keylog_fd < 0) {
-			snprintf(err, errlen, "keylog-file %s: %s",
-			         p->rule->keylog_file, strerror(errno));
+		t->keylog_fd = open_keylog(p->rule->keylog_file, err, errlen);
+		if (t->keylog_fd < 0)
 			goto err;
-		}
 		gnutls_session_set_keylog_function(t->s, to_keylog);
 	} else {
 		gnutls_session_set_keylog_function(t->s, no_keylog);

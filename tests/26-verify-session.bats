@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # The session itself (issue 13): whatever `priority` says, no cipher
 # without encryption, no unauthenticated key exchange, no version outside
-# min-version..max-version; the versions `priority` disables stay off.
+# min-version..max-version; the versions `priority` disables stay off; the
+# key log goes only to a private regular file of the user's.
 
 load helpers/common
 load helpers/verify
@@ -101,4 +102,54 @@ TLSv1.3"
 	shim --check "$P"
 	assert_failure
 	assert_output --partial "rule 'v': min-version 1.3 is above max-version 1.2"
+}
+
+# ---- keylog-file ----
+
+@test "keylog-file: a symbolic link planted there is not followed" {
+	vserver S good
+	local target=$BATS_TEST_TMPDIR/victim
+	: >"$target"
+	chmod 600 "$target"
+	ln -s "$target" "$BATS_TEST_TMPDIR/keys"
+	vpolicy "$P" "$S_PORT" "keylog-file = $BATS_TEST_TMPDIR/keys"
+	vclient 127.0.0.1 "$S_PORT"
+	vrefused S 127.0.0.1 "keylog-file .*/keys: a symbolic link: refused"
+	[ ! -s "$target" ] || fail "session secrets reached the link's target"
+}
+
+@test "keylog-file: an existing file others may read gets no secrets" {
+	vserver S good
+	local k=$BATS_TEST_TMPDIR/keys
+	: >"$k"
+	chmod 644 "$k"
+	vpolicy "$P" "$S_PORT" "keylog-file = $k"
+	vclient 127.0.0.1 "$S_PORT"
+	vrefused S 127.0.0.1 "keylog-file .*/keys: mode 0644 lets group or others at the session keys: refused \(chmod 600 it\)"
+	[ ! -s "$k" ] || fail "session secrets written to a 0644 file"
+	# Not a regular file: refused too.
+	mkdir "$BATS_TEST_TMPDIR/dir"
+	vpolicy "$P" "$S_PORT" "keylog-file = $BATS_TEST_TMPDIR/dir"
+	vclient 127.0.0.1 "$S_PORT"
+	vrefused S 127.0.0.1 "keylog-file .*/dir: (not a regular file|Is a directory)"
+	# chmod 600: accepted, and the secrets are there.
+	chmod 600 "$k"
+	vpolicy "$P" "$S_PORT" "keylog-file = $k"
+	vclient 127.0.0.1 "$S_PORT"
+	assert_success
+	assert_output --partial "$MARKER"
+	grep -q '^CLIENT_TRAFFIC_SECRET_0 ' "$k" || fail "no secrets in $k"
+}
+
+@test "keylog-file: a file another user owns gets no secrets" {
+	[ "$(id -u)" -eq 0 ] || fail "this test needs root (to give the file to another user)"
+	vserver S good
+	local k=$BATS_TEST_TMPDIR/keys
+	: >"$k"
+	chmod 600 "$k"
+	chown nobody "$k"
+	vpolicy "$P" "$S_PORT" "keylog-file = $k"
+	vclient 127.0.0.1 "$S_PORT"
+	vrefused S 127.0.0.1 "keylog-file .*/keys: owned by uid $(id -u nobody), not by this user \(uid 0\): refused"
+	[ ! -s "$k" ] || fail "session secrets written to another user's file"
 }
