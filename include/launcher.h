@@ -14,8 +14,9 @@
 int ts_launcher_check_target(const char *cmd, bool *unprotected,
                              char *why, size_t whylen);
 
-/* src/launcher_explain.c */
-int ts_launcher_explain(const char *policy, const char *target);
+/* src/launcher_explain.c: preload_lib locates the engine beside it. */
+int ts_launcher_explain(const char *policy, const char *target,
+                        const char *preload_lib);
 int ts_launcher_probe(const char *policy, const char *target,
                       const char *preload_lib);
 

@@ -396,7 +396,11 @@ int main(int argc, char **argv)
 			        "HOST:PORT\n");
 			return 2;
 		}
-		return ts_launcher_explain(args[0], args[1]);
+		if (find_library(lib, sizeof lib) < 0) {
+			fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+			return 2;
+		}
+		return ts_launcher_explain(args[0], args[1], lib);
 	case OPT_PROBE:
 		if (nargs != 2) {
 			fprintf(stderr, "usage: tlsshim --probe POLICY "

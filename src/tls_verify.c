@@ -553,12 +553,13 @@ static int load_crls(struct ts_cred *c, char *err, size_t errlen)
 		if (crl_times(e, i, file, now, err, errlen) < 0)
 			return -1;
 		gnutls_datum_t aki = {e->aki, (unsigned)e->aki_len};
-		ret = e->aki_len ? gnutls_x509_trust_list_get_issuer_by_subject_key_id(
-			                   tl, &e->issuer_dn, &aki, &anchor,
-			                   GNUTLS_TL_GET_COPY)
-		                 : gnutls_x509_trust_list_get_issuer_by_dn(
-			                   tl, &e->issuer_dn, &anchor,
-			                   GNUTLS_TL_GET_COPY);
+		if (e->aki_len)
+			ret = gnutls_x509_trust_list_get_issuer_by_subject_key_id(
+				tl, &e->issuer_dn, &aki, &anchor,
+				GNUTLS_TL_GET_COPY);
+		else
+			ret = gnutls_x509_trust_list_get_issuer_by_dn(
+				tl, &e->issuer_dn, &anchor, GNUTLS_TL_GET_COPY);
 		if (ret < 0 || !anchor)
 			continue; /* not from an anchor: judged on a chain */
 		ret = crl_verified_by(e, anchor);

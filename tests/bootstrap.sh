@@ -25,6 +25,7 @@ packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   netcat-openbsd ncat binutils procps
   scdoc redis-server redis-tools mosquitto mosquitto-clients memcached
   libmemcached-tools slapd ldap-utils openssl python3-cryptography
+  libnss-wrapper
   valgrind clang libclang-rt-14-dev"
 
 missing=

@@ -7,7 +7,7 @@ signers and claimed issuers, a subject with control characters.
       ca.pem/.key            the root (the tests' ca-file)
       inter.pem/.key         an intermediate under ca; it issues the leaves
                              and its own CRL
-      leaf.pem/.key          localhost, 127.0.0.1 (under inter)
+      leaf.pem/.key          localhost, 127.0.0.1, ::1 (under inter)
       leaf-full.pem          leaf + inter
       leaf2.pem/.key         the same names, another key (under inter)
       leaf2-full.pem         leaf2 + inter
@@ -28,6 +28,7 @@ signers and claimed issuers, a subject with control characters.
       ocsp-old.der           mustaple good, by inter, next update passed
       ocsp-other.der         leaf2 good, by inter (another certificate)
       ctrl.pem/.key, ctrl-full.pem   subject CN with ESC, BEL and CSI
+      nameonly.pem/.key      DNS:localhost only (under ca)
       ipcn.pem/.key          CN=127.0.0.1, no subjectAltName (under ca)
       dotted.pem/.key        CN=127.1, no subjectAltName (under ca)
       wild.pem/.key          DNS:*.lab.test (under ca)
@@ -170,10 +171,10 @@ def staple(cert, issuer, signer, signer_key, embed=False, this=None,
 
 def init(d):
     os.makedirs(d, exist_ok=True)
-    done = os.path.join(d, "idna.pem")
+    done = os.path.join(d, "idna.pem")  # written last
     if os.path.exists(done):
         return
-    local = {"dns": ["localhost"], "ips": ["127.0.0.1"]}
+    local = {"dns": ["localhost"], "ips": ["127.0.0.1", "::1"]}
     ca_key = new_key()
     ca = make("tlsshim lab root", ca_key, ca=True)
     save(d, "ca", ca, ca_key)
@@ -220,6 +221,7 @@ def init(d):
           staple(l2, inter, inter, inter_key))
     leaf("ctrl", cn="evil\x1b[31mRED\x1b]0;title\x07bell\x9b2J", **local)
     root = (ca, ca_key)
+    leaf("nameonly", issuer=root, dns=["localhost"])
     leaf("ipcn", cn="127.0.0.1", issuer=root)
     leaf("dotted", cn="127.1", issuer=root)
     leaf("wild", issuer=root, dns=["*.lab.test"])
