@@ -241,11 +241,45 @@ static int open_keylog(const char *path, char *err, size_t errlen)
 	return -1;
 }
 
+/* The name to send and verify as the certificate means it: lower case,
+ * without the root's trailing dot ("Host.Example." is host.example). A
+ * name libc would read as an IPv4 address but that is not one in the
+ * dotted quad ("127.1", "0x7f000001") is refused: as a DNS name GnuTLS
+ * would match it against DNS names and even the subject's CN, never
+ * against the certificate's IP addresses. */
+static int take_name(const char *in, char *out, size_t len, char *err,
+                     size_t errlen)
+{
+	unsigned char ip[16];
+	struct in_addr a;
+	size_t n = strlen(in);
+
+	if (n && in[n - 1] == '.')
+		n--;
+	if (!n || n >= len) {
+		snprintf(err, errlen, "bad name to verify: '%.64s'", in);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32
+		                                              : in[i]);
+	out[n] = '\0';
+	if (inet_pton(AF_INET, out, ip) != 1 &&
+	    inet_pton(AF_INET6, out, ip) != 1 && inet_aton(out, &a)) {
+		snprintf(err, errlen, "the name '%.64s' is an IPv4 address in "
+		         "a non-standard form: it cannot be verified as a name "
+		         "(use the address itself)", out);
+		return -1;
+	}
+	return 0;
+}
+
 static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
                                  size_t errlen)
 {
 	struct ts_tls *t = calloc(1, sizeof *t);
 	struct ts_cred *cr;
+	char sni[256];
 	int ret;
 
 	if (!t) {
@@ -256,11 +290,10 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	t->keylog_fd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	t->rule = p->rule;
-	if (snprintf(t->verify_name, sizeof t->verify_name, "%s",
-	             p->verify_name) >= (int)sizeof t->verify_name) {
-		snprintf(err, errlen, "name too long");
+	if (take_name(p->verify_name, t->verify_name, sizeof t->verify_name,
+	              err, errlen) < 0 ||
+	    (p->sni && take_name(p->sni, sni, sizeof sni, err, errlen) < 0))
 		goto err;
-	}
 	cr = t->cred = ts_cred_get(p->rule, err, errlen);
 	if (!cr)
 		goto err;
@@ -291,8 +324,8 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 			goto gerr;
 	}
 	if (p->sni) {
-		ret = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, p->sni,
-		                             strlen(p->sni));
+		ret = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, sni,
+		                             strlen(sni));
 		if (ret < 0)
 			goto gerr;
 	}
