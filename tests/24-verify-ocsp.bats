@@ -21,13 +21,6 @@ setup() {
 	P=$BATS_TEST_TMPDIR/p.conf
 }
 
-REQ=$(printf 'GET /%s HTTP/1.0\r\n\r\n' "$MARKER")
-
-sclient() {
-	shim -p "$P" -- $PY "$HELPERS/plainclient.py" send 127.0.0.1 \
-		"$1" "$REQ"
-}
-
 @test "accepted: must-staple certificate with a good staple" {
 	staple_server S mustaple mustaple-good.ocsp
 	vpolicy "$P" "$S_PORT"

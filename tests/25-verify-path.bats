@@ -13,8 +13,7 @@ load helpers/verify
 
 setup_file() {
 	require_tool certtool openssl python3
-	export CERTS=$BATS_FILE_TMPDIR/lab
-	$PY "$HELPERS/labpki.py" init "$CERTS" || fail "labpki.py failed"
+	labcerts
 }
 
 teardown_file() {
@@ -25,13 +24,6 @@ setup() {
 	require_tool python3 certtool openssl
 	require_pymod cryptography
 	P=$BATS_TEST_TMPDIR/p.conf
-}
-
-REQ=$(printf 'GET /%s HTTP/1.0\r\n\r\n' "$MARKER")
-
-sclient() {
-	shim -p "$P" -- $PY "$HELPERS/plainclient.py" send 127.0.0.1 \
-		"$1" "$REQ"
 }
 
 # ---- pins ----

@@ -11,8 +11,7 @@ load helpers/verify
 
 setup_file() {
 	require_tool certtool openssl python3
-	export CERTS=$BATS_FILE_TMPDIR/lab
-	$PY "$HELPERS/labpki.py" init "$CERTS" || fail "labpki.py failed"
+	labcerts
 	export HOSTS=$BATS_FILE_TMPDIR/hosts
 	printf '%s\n' '127.0.0.1 api.lab.test a.b.lab.test' \
 		'::1 v6.lab.test' >"$HOSTS"
@@ -25,25 +24,13 @@ teardown_file() {
 setup() {
 	require_tool python3 certtool openssl
 	require_pymod cryptography
-	NSW=$(ls /usr/lib/*/libnss_wrapper.so 2>/dev/null | head -1)
-	[ -n "$NSW" ] || fail "libnss_wrapper.so is missing (libnss-wrapper)"
+	nsw_setup
 	P=$BATS_TEST_TMPDIR/p.conf
 }
 
-# The launcher, resolving through nss_wrapper too.
 explain() {
-	run timeout 30 env \
-		LD_PRELOAD="${TLSSHIM_SAN_PRELOAD:+$TLSSHIM_SAN_PRELOAD }$NSW" \
-		NSS_WRAPPER_HOSTS="$HOSTS" "$TLSSHIM" "$@"
+	nshim "$@"
 	EXPLAIN=$output
-}
-
-# program HOST PORT: the plaintext client under the preload (first, so its
-# resolver hooks see the lookups nss_wrapper answers), with debug lines.
-program() {
-	run timeout 30 env LD_PRELOAD="$LIB $NSW" NSS_WRAPPER_HOSTS="$HOSTS" \
-		TLSSHIM_POLICY="$P" TLSSHIM_LOG=debug $PY \
-		"$HELPERS/plainclient.py" send "$1" "$2" "$MARKER"
 }
 
 # block DEST PART: the lines --explain printed for DEST; PART is libc (the
@@ -65,7 +52,7 @@ same() {
 	verdict=$(printf '%s\n' "$b" | sed -n 's/^ *verdict: *//p' | head -1)
 	[ -n "$verdict" ] || fail "--explain said nothing for $dest ($part): $EXPLAIN"
 	: >"$BATS_TEST_TMPDIR/$srv.sni"
-	program "$host" "$port"
+	nclient "$host" "$port"
 	case $verdict in
 	upgrade:*)
 		assert_success
@@ -98,18 +85,8 @@ servers() {
 	vserver W wild --sni "$BATS_TEST_TMPDIR/W.sni"
 }
 
-# rule MATCH [lines...]: the policy, one rule v trusting the lab root
-# (unless it is a tls = no exception, where ca-file means nothing).
 rule() {
-	local m=$1 l
-	shift
-	{
-		echo "[v]"
-		echo "match = $m"
-		printf '%s\n' "$@" | grep -q '^tls = no' ||
-			echo "ca-file = $CERTS/ca.pem"
-		for l in "$@"; do echo "$l"; done
-	} >"$P"
+	vrule "$P" "$@"
 }
 
 @test "decide: PORT, no sni: the learned name through libc, the IP literal without" {
@@ -164,7 +141,7 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	explain --explain "$P" "v6.lab.test:$S6_PORT"
 	assert_success
 	assert_output --partial "verdict:       upgrade: rule v, verifying v6.lab.test (name the program resolved)"
-	program v6.lab.test "$S6_PORT"
+	nclient v6.lab.test "$S6_PORT"
 	assert_failure
 	assert_output --partial "tlsshim: debug: [::1]:$S6_PORT: rule v, verifying v6.lab.test (name the program resolved)"
 	assert_output --partial "does not match the expected"
@@ -229,7 +206,7 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	assert_output --partial "verdict: OK: verified localhost"
 	assert_equal "$(cat "$BATS_TEST_TMPDIR/N.sni")" localhost
 	# The program itself, resolving the name: verified too.
-	program localhost "$N_PORT"
+	nclient localhost "$N_PORT"
 	assert_success
 	assert_output --partial "$MARKER"
 }
@@ -245,7 +222,7 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	fi
 	# The preload's own lines are escaped the same way.
 	rule "127.0.0.1:$C_PORT" "sni = other.invalid"
-	program 127.0.0.1 "$C_PORT"
+	nclient 127.0.0.1 "$C_PORT"
 	assert_failure
 	if printf '%s' "$output" | LC_ALL=C grep -q "$(printf '\033')"; then
 		fail "an escape byte reached the log"

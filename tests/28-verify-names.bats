@@ -10,8 +10,7 @@ load helpers/verify
 
 setup_file() {
 	require_tool certtool openssl python3
-	export CERTS=$BATS_FILE_TMPDIR/lab
-	$PY "$HELPERS/labpki.py" init "$CERTS" || fail "labpki.py failed"
+	labcerts
 	export HOSTS=$BATS_FILE_TMPDIR/hosts
 	echo '127.0.0.1 api.lab.test a.b.lab.test' >"$HOSTS"
 }
@@ -23,16 +22,8 @@ teardown_file() {
 setup() {
 	require_tool python3 certtool openssl
 	require_pymod cryptography
-	NSW=$(ls /usr/lib/*/libnss_wrapper.so 2>/dev/null | head -1)
-	[ -n "$NSW" ] || fail "libnss_wrapper.so is missing (libnss-wrapper)"
+	nsw_setup
 	P=$BATS_TEST_TMPDIR/p.conf
-}
-
-# nclient HOST PORT: vclient, with HOST resolved through nss_wrapper.
-nclient() {
-	run timeout 30 env LD_PRELOAD="$LIB $NSW" NSS_WRAPPER_HOSTS="$HOSTS" \
-		TLSSHIM_POLICY="$P" TLSSHIM_LOG=debug $PY \
-		"$HELPERS/plainclient.py" send "$1" "$2" "$MARKER"
 }
 
 @test "names: a resolved name with a trailing dot and upper case is the name" {
@@ -51,8 +42,7 @@ nclient() {
 	vclient 127.0.0.1 "$W_PORT"
 	vaccepted W
 	vpolicy "$P" "$W_PORT"
-	run timeout 30 env LD_PRELOAD="${TLSSHIM_SAN_PRELOAD:+$TLSSHIM_SAN_PRELOAD }$NSW" \
-		NSS_WRAPPER_HOSTS="$HOSTS" "$TLSSHIM" --probe "$P" "API.Lab.TEST.:$W_PORT"
+	nshim --probe "$P" "API.Lab.TEST.:$W_PORT"
 	assert_success
 	assert_output --partial "verifying api.lab.test (sent as SNI)"
 	assert_output --partial "verdict: OK: verified api.lab.test"

@@ -42,6 +42,18 @@ static size_t slurp(const char *path, char *buf, size_t len)
 	return n > 0 ? (size_t)n : 0;
 }
 
+/* Logs n copies of c as one info line on a fresh stderr at path; buf
+ * (len > n) gets what was written, and the length is returned. */
+static size_t long_line(const char *path, char c, size_t n, char *buf,
+                        size_t len)
+{
+	stderr_to(path);
+	memset(buf, c, n);
+	buf[n] = '\0';
+	ts_info("%s", buf);
+	return slurp(path, buf, len);
+}
+
 static unsigned count(const char *hay, const char *needle)
 {
 	unsigned n = 0;
@@ -77,11 +89,7 @@ int main(void)
 	CHECK(!strcmp(buf, "tlsshim: error: subject CN=a\\x1b]0;owned\\x07b"
 	                   "\\x0ac\\x0d\\x9b2J\\xc3\\xa9\\x7f end\n"), "%s", buf);
 	/* A line full of escapes is cut at a whole escape, still one line. */
-	stderr_to(path);
-	memset(buf, '\x1b', 1000);
-	buf[1000] = '\0';
-	ts_info("%s", buf);
-	size_t esc = slurp(path, buf, sizeof buf);
+	size_t esc = long_line(path, '\x1b', 1000, buf, sizeof buf);
 	CHECK(esc > 0 && esc <= 1024 && buf[esc - 1] == '\n' &&
 	      count(buf, "\n") == 1 && count(buf, "\x1b") == 0 &&
 	      (esc - 1 - strlen("tlsshim: info: ")) % 4 == 0);
@@ -105,11 +113,7 @@ int main(void)
 	CHECK(count(buf, "errors are never limited") == 2);
 
 	/* A long message is cut, still one line. */
-	stderr_to(path);
-	memset(buf, 'x', 3000);
-	buf[3000] = '\0';
-	ts_info("%s", buf);
-	size_t n = slurp(path, buf, sizeof buf);
+	size_t n = long_line(path, 'x', 3000, buf, sizeof buf);
 	CHECK(n > 0 && n <= 1024 && buf[n - 1] == '\n' &&
 	      count(buf, "\n") == 1);
 
