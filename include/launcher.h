@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* src/launcher_target.c: resolve COMMAND like execvp and refuse what the
  * preload cannot reach. 0 when it can run under the preload; else -1
@@ -13,6 +14,12 @@
  * decides. */
 int ts_launcher_check_target(const char *cmd, bool *unprotected,
                              char *why, size_t whylen);
+
+/* One line to f (the newline added), every byte outside printable ASCII
+ * escaped (escape.h): what the launcher prints of names, paths, policy
+ * text and the network never reaches a terminal raw. */
+void ts_launcher_say(FILE *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* src/launcher_explain.c: preload_lib locates the engine beside it. */
 int ts_launcher_explain(const char *policy, const char *target,

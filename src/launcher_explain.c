@@ -31,9 +31,7 @@
 #include "launcher.h"
 #include "policy.h"
 
-/* One line to f, escaped. */
-static void __attribute__((format(printf, 2, 3)))
-say_to(FILE *f, const char *fmt, ...)
+void ts_launcher_say(FILE *f, const char *fmt, ...)
 {
 	char raw[2048], out[8192];
 	va_list ap;
@@ -44,8 +42,8 @@ say_to(FILE *f, const char *fmt, ...)
 	ts_escape(out, sizeof out, raw);
 	fprintf(f, "%s\n", out);
 }
-#define say(...) say_to(stdout, __VA_ARGS__)
-#define complain(...) say_to(stderr, __VA_ARGS__)
+#define say(...) ts_launcher_say(stdout, __VA_ARGS__)
+#define complain(...) ts_launcher_say(stderr, __VA_ARGS__)
 
 struct target {
 	char host[256];   /* as given, lower case, brackets and the root's

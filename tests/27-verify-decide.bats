@@ -220,6 +220,11 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	if printf '%s' "$output" | LC_ALL=C grep -q "$(printf '[\001-\010\013-\037\177\200-\377]')"; then
 		fail "a control or non-ASCII byte reached the output"
 	fi
+	# So is what --check quotes of a policy.
+	printf '[v]\nmatch = 9\nsni = \033[31mred\n' >"$P"
+	shim --check "$P"
+	assert_failure
+	assert_output "$P:3:7: bad sni '\x1b[31mred': invalid character 0x1b"
 	# The preload's own lines are escaped the same way.
 	rule "127.0.0.1:$C_PORT" "sni = other.invalid"
 	nclient 127.0.0.1 "$C_PORT"
