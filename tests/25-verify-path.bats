@@ -91,35 +91,13 @@ setup() {
 	$PY "$HELPERS/labpki.py" crl "$CERTS" inter "$crl" --next 5
 	vserver S leaf-full --key "$CERTS/leaf.key"
 	vpolicy "$P" "$S_PORT" "crl-file = $crl"
-	run timeout 60 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY -c '
-import errno, os, socket, subprocess, sys, time
-port, helpers, lab, crl, marker = sys.argv[1:]
-env = dict(os.environ)
-env.pop("LD_PRELOAD")
-start = time.monotonic()
-def conn(n):
-    tag = "%s-%d" % (marker, n)
-    try:
-        s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
-    except OSError as e:
-        print(n, "refused" if e.errno == errno.ECONNREFUSED else e)
-        return
-    s.sendall(tag.encode())
-    s.shutdown(socket.SHUT_WR)
-    got = b"".join(iter(lambda: s.recv(4096), b""))
-    print(n, "ok" if got == tag.encode() else "bad %r" % got)
-def cron(*extra):
-    subprocess.run([sys.executable, helpers + "/labpki.py", "crl", lab,
-                    "inter", crl] + list(extra), env=env, check=True)
-    time.sleep(2.5)  # the files are looked at every 2 seconds at most
-conn(1)
-time.sleep(max(0, 6.5 - (time.monotonic() - start)))
-conn(2)  # the CRL next update has passed
-cron("--next", "86400")
-conn(3)  # renewed: read again
-cron("--revoke", "leaf")
-conn(4)  # renewed, now listing the server
-' "$S_PORT" "$HELPERS" "$CERTS" "$crl" "$MARKER"
+	# The files are looked at every 2 seconds at most: 2.5 s after each
+	# renewal, the next connect reads them.
+	local cron="$PY $HELPERS/labpki.py crl $CERTS inter $crl"
+	run timeout 60 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY \
+		"$HELPERS/timed-client.py" "$S_PORT" "$MARKER" \
+		conn at=6.5 conn "run=$cron --next 86400" sleep=2.5 conn \
+		"run=$cron --revoke leaf" sleep=2.5 conn
 	assert_success
 	assert_line "1 ok"
 	assert_line "2 refused"
@@ -133,6 +111,23 @@ conn(4)  # renewed, now listing the server
 	assert_output "$MARKER-1$MARKER-3"
 	run grep -c "$MARKER" "$BATS_TEST_TMPDIR/S.raw"
 	assert_output 0
+}
+
+# GnuTLS does not verify a resumed session: it trusts its own ticket.
+@test "a resumed session is verified again: a certificate expired since its ticket is refused" {
+	$PY "$HELPERS/labpki.py" leaf "$CERTS" short --seconds 5
+	vserver S short-full --key "$CERTS/short.key"
+	vpolicy "$P" "$S_PORT"
+	run timeout 60 env TLSSHIM_LOG=debug TLSSHIM_POLICY="$P" \
+		LD_PRELOAD="$LIB" $PY "$HELPERS/timed-client.py" "$S_PORT" \
+		"$MARKER" conn at=7 conn
+	assert_success
+	assert_line "1 ok"
+	assert_line "2 refused"
+	assert_output --regexp "tlsshim: error: v 127\.0\.0\.1:$S_PORT \(127\.0\.0\.1\): The certificate is NOT trusted\. The certificate chain uses expired certificate"
+	sleep 0.3
+	run cat "$BATS_TEST_TMPDIR/S.plain"
+	assert_output "$MARKER-1"
 }
 
 # ---- stapled OCSP responses ----

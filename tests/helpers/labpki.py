@@ -33,6 +33,9 @@ signers and claimed issuers, a subject with control characters.
       dotted.pem/.key        CN=127.1, no subjectAltName (under ca)
       wild.pem/.key          DNS:*.lab.test (under ca)
       idna.pem/.key          DNS:xn--bcher-kva.lab.test (under ca)
+  labpki.py leaf DIR NAME --seconds N
+      NAME.pem/.key, NAME-full.pem: localhost, 127.0.0.1 under inter,
+      valid for N more seconds
   labpki.py crl DIR ISSUER OUT [--next SECONDS] [--revoke NAME]...
       a CRL by ISSUER (name in DIR) whose next update is SECONDS away
   labpki.py forge-crl CLAIM KEY OUT
@@ -95,7 +98,7 @@ def usage(ca=False, rsa_key=False):
 
 
 def make(cn, key, issuer=None, *, ca=False, dns=(), ips=(), eku=None,
-         must_staple=False, with_san=True):
+         must_staple=False, with_san=True, seconds=30 * 86400):
     """A certificate for key; issuer is (cert, key), None: self-signed."""
     iss_cert, iss_key = issuer if issuer else (None, key)
     b = (x509.CertificateBuilder()
@@ -107,7 +110,7 @@ def make(cn, key, issuer=None, *, ca=False, dns=(), ips=(), eku=None,
          .public_key(key.public_key())
          .serial_number(x509.random_serial_number())
          .not_valid_before(NOW - DAY)
-         .not_valid_after(NOW + 30 * DAY)
+         .not_valid_after(NOW + datetime.timedelta(seconds=seconds))
          .add_extension(x509.BasicConstraints(ca=ca, path_length=None),
                         critical=True)
          .add_extension(usage(ca, isinstance(key, rsa.RSAPrivateKey)),
@@ -233,6 +236,10 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("init")
     s.add_argument("dir")
+    s = sub.add_parser("leaf")
+    s.add_argument("dir")
+    s.add_argument("name")
+    s.add_argument("--seconds", type=int, required=True)
     s = sub.add_parser("crl")
     s.add_argument("dir")
     s.add_argument("issuer")
@@ -246,6 +253,13 @@ def main():
     a = p.parse_args()
     if a.cmd == "init":
         init(a.dir)
+    elif a.cmd == "leaf":
+        inter, inter_key = load(a.dir, "inter")
+        k = new_key()
+        c = make("lab " + a.name, k, (inter, inter_key), dns=["localhost"],
+                 ips=["127.0.0.1"], seconds=a.seconds)
+        save(a.dir, a.name, c, k)
+        write(os.path.join(a.dir, a.name + "-full.pem"), pem(c) + pem(inter))
     elif a.cmd == "crl":
         iss, key = load(a.dir, a.issuer)
         revoked = [load(a.dir, n)[0] for n in a.revoke]
