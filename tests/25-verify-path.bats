@@ -113,6 +113,24 @@ setup() {
 	assert_output 0
 }
 
+@test "a ca-file that changed is read again: the new anchors are used" {
+	local ca=$BATS_TEST_TMPDIR/ca.pem
+	cp "$CERTS/rogue.pem" "$ca"
+	vserver S leaf-full --key "$CERTS/leaf.key"
+	vpolicy "$P" "$S_PORT" "ca-file = $ca"
+	run timeout 60 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY \
+		"$HELPERS/timed-client.py" "$S_PORT" "$MARKER" \
+		conn "run=cp $CERTS/ca.pem $ca.new && mv $ca.new $ca" sleep=2.5 \
+		conn
+	assert_success
+	assert_line "1 refused"
+	assert_line "2 ok"
+	assert_output --partial "The certificate issuer is unknown"
+	sleep 0.3
+	run cat "$BATS_TEST_TMPDIR/S.plain"
+	assert_output "$MARKER-2"
+}
+
 # GnuTLS does not verify a resumed session: it trusts its own ticket.
 @test "a resumed session is verified again: a certificate expired since its ticket is refused" {
 	$PY "$HELPERS/labpki.py" leaf "$CERTS" short --seconds 5

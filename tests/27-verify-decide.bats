@@ -225,10 +225,13 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	shim --check "$P"
 	assert_failure
 	assert_output "$P:3:7: bad sni '\x1b[31mred': invalid character 0x1b"
-	# The preload's own lines are escaped the same way.
-	rule "127.0.0.1:$C_PORT" "sni = other.invalid"
+	# The preload's own lines are escaped the same way: a reason that
+	# quotes the subject (crl-file has no CRL of the leaf's issuer).
+	$PY "$HELPERS/labpki.py" crl "$CERTS" ca "$BATS_TEST_TMPDIR/root.crl"
+	rule "127.0.0.1:$C_PORT" "crl-file = $BATS_TEST_TMPDIR/root.crl"
 	nclient 127.0.0.1 "$C_PORT"
 	assert_failure
+	assert_output --partial 'the issuer of the server'"'"'s certificate (CN=evil\x1b[31mRED\x1b]0\;title\x07bell\xc2\x9b2J)'
 	if printf '%s' "$output" | LC_ALL=C grep -q "$(printf '\033')"; then
 		fail "an escape byte reached the log"
 	fi
