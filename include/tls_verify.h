@@ -5,7 +5,8 @@
  *  - after every handshake, before the program's first byte: the session's
  *    floor, the validated path (leaf -> issuers -> trust anchor, as GnuTLS
  *    verified it), revocation against the CRLs, stapled OCSP responses and
- *    must-staple, and pins, all on that path.
+ *    must-staple, and pins, all on that path; for a resumed session, what
+ *    time changes (the resumption key binds everything else).
  *
  * Only libtlsshim-engine.so uses this; it links GnuTLS. */
 #ifndef TS_TLS_VERIFY_H
@@ -101,12 +102,14 @@ struct ts_verify {
 void ts_verify_session_init(gnutls_session_t s);
 /* Around gnutls_handshake on this thread: v collects, NULL stops. */
 void ts_verify_capture(struct ts_verify *v);
-/* After a handshake GnuTLS accepted (full or resumed), before anything is
- * sent: 0, or -1 with the reason in why. vdata is the name and purpose
- * the handshake verified. Clears v. */
+/* After a handshake GnuTLS accepted, before anything is sent: 0, or -1
+ * with the reason in why. After a full handshake *until gets the time from
+ * which the session must no longer be resumed (the path's earliest expiry,
+ * a must-staple response's next update); a resumed one is judged on what
+ * time can change since. Clears v. */
 int ts_verify_after(gnutls_session_t s, struct ts_verify *v,
-                    struct ts_cred *c, gnutls_typed_vdata_st *vdata,
-                    unsigned nvdata, char *why, size_t whylen);
+                    struct ts_cred *c, time_t *until, char *why,
+                    size_t whylen);
 void ts_verify_clear(struct ts_verify *v);
 
 /* Base64 of n bytes into out (4 * ((n + 2) / 3) + 1 bytes). */

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 struct entry {
 	struct entry *prev, *next;
 	unsigned char key[32];
+	time_t until;        /* not offered from then on; 0: no limit */
 	gnutls_datum_t data; /* gnutls_session_get_data2() output */
 };
 
@@ -78,7 +80,8 @@ void ts_tls_cache_put(const struct ts_tls_cache_key *k,
 {
 	struct entry *e;
 
-	if (!k->valid || !data->data || !data->size)
+	if (!k->valid || !data->data || !data->size ||
+	    (k->until && time(NULL) >= k->until))
 		return;
 	pthread_once(&once, init);
 	e = calloc(1, sizeof *e);
@@ -92,6 +95,7 @@ void ts_tls_cache_put(const struct ts_tls_cache_key *k,
 	memcpy(e->data.data, data->data, data->size);
 	e->data.size = data->size;
 	memcpy(e->key, k->h, sizeof e->key);
+	e->until = k->until;
 
 	pthread_mutex_lock(&lock);
 	e->next = head;
@@ -119,22 +123,34 @@ void ts_tls_cache_put(const struct ts_tls_cache_key *k,
 }
 
 bool ts_tls_cache_take(const struct ts_tls_cache_key *k,
-                       gnutls_datum_t *out)
+                       gnutls_datum_t *out, time_t *until)
 {
-	struct entry *e;
+	struct entry *e, *next, *stale = NULL;
+	time_t now = time(NULL);
 
 	if (!k->valid)
 		return false;
 	pthread_mutex_lock(&lock);
-	for (e = head; e; e = e->next)
-		if (memcmp(e->key, k->h, sizeof e->key) == 0) {
-			unlink_entry(e);
+	for (e = head; e; e = next) {
+		next = e->next;
+		if (memcmp(e->key, k->h, sizeof e->key))
+			continue;
+		unlink_entry(e);
+		if (!e->until || now < e->until)
 			break;
-		}
+		e->next = stale; /* past its chain's validity: dropped */
+		stale = e;
+	}
 	pthread_mutex_unlock(&lock);
+	for (struct entry *x = stale, *n; x; x = n) {
+		n = x->next;
+		free_entry(x);
+	}
 	if (!e)
 		return false;
 	*out = e->data;
+	if (until)
+		*until = e->until;
 	free(e);
 	return true;
 }
@@ -183,6 +199,7 @@ static bool key_pre(struct ts_tls_cache_key *k, const struct ts_tls_params *p,
 	int bad = 0;
 
 	k->valid = false;
+	k->until = 0;
 	if (!r || !p->verify_name)
 		return false;
 	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
@@ -313,7 +330,7 @@ void ts_tls_cache_begin(gnutls_session_t s)
 	size_t n = peer_bytes(k->fd, peer, sizeof peer);
 	if (!n || !key_final(k, peer, n))
 		return;
-	if (ts_tls_cache_take(k, &d)) {
+	if (ts_tls_cache_take(k, &d, &k->until)) {
 		/* A session the server no longer accepts costs nothing but
 		 * the full handshake GnuTLS then does in the same
 		 * connection. */

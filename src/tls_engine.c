@@ -390,8 +390,8 @@ static int check_alpn(struct ts_tls *t)
  * handed to the program: nothing of the program's has been sent. */
 static int after_handshake(struct ts_tls *t)
 {
-	if (ts_verify_after(t->s, &t->verify, t->cred, t->vdata, 2, t->reason,
-	                    sizeof t->reason) < 0)
+	if (ts_verify_after(t->s, &t->verify, t->cred, &t->ckey.until,
+	                    t->reason, sizeof t->reason) < 0)
 		return -1;
 	if (t->rule->alpn_required && check_alpn(t) < 0)
 		return -1;

@@ -25,8 +25,7 @@
  * and DH below 2048 bits refused), set in the priority string: set as
  * credential verify flags it also refused sound P-256 chains ("insecure
  * algorithm"). SHA-1 signatures are refused by GnuTLS 3.7's defaults.
- * CRLs, stapled OCSP responses and resumed sessions are verified with the
- * same profile. */
+ * CRLs and stapled OCSP responses are verified with the same profile. */
 #define VERIFY_FLAGS GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM)
 /* Trust material larger than this is refused (as the policy parser does). */
 #define MAX_FILE (8 * 1024 * 1024)
@@ -287,8 +286,8 @@ static int session_floor(gnutls_session_t s, const struct ts_cred *c,
 		return -1;
 	}
 	/* A resumed TLS 1.3 session is keyed by the ticket of a session
-	 * whose server proved itself with a certificate; its chain is
-	 * verified again below. */
+	 * whose server proved itself with a certificate that passed every
+	 * check (tls_cache.h). */
 	bool psk = kx == GNUTLS_KX_PSK || kx == GNUTLS_KX_ECDHE_PSK ||
 	           kx == GNUTLS_KX_DHE_PSK;
 	if (!kx_by_certificate(kx) && !(resumed && v == GNUTLS_TLS1_3 && psk)) {
@@ -877,64 +876,6 @@ void ts_verify_clear(struct ts_verify *v)
 	v->nlinks = 0;
 }
 
-/* A resumed session was not verified by GnuTLS (it trusts its own
- * ticket): its chain is verified again, against the trust anchors as they
- * are now, collecting the path. */
-static int reverify(gnutls_session_t s, struct ts_verify *v,
-                    struct ts_cred *c, gnutls_typed_vdata_st *vdata,
-                    unsigned nvdata, char *why, size_t len)
-{
-	gnutls_x509_trust_list_t tl = NULL;
-	gnutls_x509_crt_t crts[TS_PATH_MAX];
-	unsigned np = 0, ni = 0, status = 0;
-	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &np);
-	int ret, rv = -1;
-
-	ts_verify_clear(v);
-	if (!peers || !np || np > TS_PATH_MAX) {
-		snprintf(why, len, "the resumed session holds no usable server "
-		         "certificate chain");
-		return -1;
-	}
-	for (; ni < np; ni++) {
-		if (gnutls_x509_crt_init(&crts[ni]) < 0)
-			goto out;
-		if (gnutls_x509_crt_import(crts[ni], &peers[ni],
-		                           GNUTLS_X509_FMT_DER) < 0) {
-			ni++;
-			goto out;
-		}
-	}
-	gnutls_certificate_get_trust_list(c->xcred, &tl);
-	collecting = v;
-	ret = gnutls_x509_trust_list_verify_crt2(tl, crts, np, vdata, nvdata,
-	                                         VERIFY_FLAGS, &status,
-	                                         on_link);
-	collecting = NULL;
-	if (ret < 0) {
-		snprintf(why, len, "%s", gnutls_strerror(ret));
-		goto out;
-	}
-	if (status) {
-		gnutls_datum_t out = {0};
-		if (gnutls_certificate_verification_status_print(
-			    status, GNUTLS_CRT_X509, &out, 0) == 0) {
-			snprintf(why, len, "%s", (char *)out.data);
-			gnutls_free(out.data);
-		} else {
-			snprintf(why, len, "The certificate is NOT trusted.");
-		}
-		goto out;
-	}
-	rv = 0;
-out:
-	if (rv < 0 && !why[0])
-		snprintf(why, len, "cannot read the server's certificates");
-	while (ni--)
-		gnutls_x509_crt_deinit(crts[ni]);
-	return rv;
-}
-
 /* The validated path, leaf first, from the links that verified: each
  * step is a certificate GnuTLS checked the previous one's signature with,
  * up to the trust anchor. A certificate the server merely sent is never
@@ -1004,8 +945,8 @@ static bool must_staple(gnutls_x509_crt_t crt)
  * current, and not revoked. GnuTLS itself also accepts a response signed
  * by any certificate the server appended to its chain. */
 static int check_staple(const gnutls_datum_t *data, gnutls_x509_crt_t cert,
-                        gnutls_x509_crt_t issuer, bool must, char *why,
-                        size_t len)
+                        gnutls_x509_crt_t issuer, bool must, time_t *until,
+                        char *why, size_t len)
 {
 	gnutls_ocsp_resp_t resp;
 	unsigned vst = 0, cst = 0;
@@ -1078,6 +1019,9 @@ static int check_staple(const gnutls_datum_t *data, gnutls_x509_crt_t cert,
 		         "one that does (must-staple)", who);
 		goto out;
 	}
+	/* A must-staple server's session is not resumed past it. */
+	if (must)
+		*until = nextu != (time_t)-1 ? nextu : thisu + OCSP_MAX_AGE_S;
 	rv = 0;
 out:
 	gnutls_ocsp_resp_deinit(resp);
@@ -1088,7 +1032,7 @@ out:
  * leaf's must-staple (TLS feature status_request, RFC 7633) -- whether or
  * not the priority let us ask for a staple. */
 static int check_staples(gnutls_session_t s, gnutls_x509_crt_t *path,
-                         unsigned n, char *why, size_t len)
+                         unsigned n, time_t *until, char *why, size_t len)
 {
 	unsigned np = 0;
 	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &np);
@@ -1117,9 +1061,12 @@ static int check_staples(gnutls_session_t s, gnutls_x509_crt_t *path,
 			         "status is missing.");
 			return -1;
 		}
-		if (check_staple(&resp, path[k], path[k + 1], must, why, len) <
-		    0)
+		time_t u = 0;
+		if (check_staple(&resp, path[k], path[k + 1], must, &u, why,
+		                 len) < 0)
 			return -1;
+		if (u && (!*until || u < *until))
+			*until = u;
 	}
 	return 0;
 }
@@ -1176,27 +1123,50 @@ static int check_pins(const struct ts_rule *r, gnutls_x509_crt_t *path,
 	return -1;
 }
 
+/* The earliest expiry of the path's certificates. */
+static time_t path_until(gnutls_x509_crt_t *path, unsigned n)
+{
+	time_t until = 0;
+
+	for (unsigned k = 0; k < n; k++) {
+		time_t t = gnutls_x509_crt_get_expiration_time(path[k]);
+		if (t != (time_t)-1 && (!until || t < until))
+			until = t;
+	}
+	return until;
+}
+
 int ts_verify_after(gnutls_session_t s, struct ts_verify *v,
-                    struct ts_cred *c, gnutls_typed_vdata_st *vdata,
-                    unsigned nvdata, char *why, size_t whylen)
+                    struct ts_cred *c, time_t *until, char *why,
+                    size_t whylen)
 {
 	gnutls_x509_crt_t path[TS_PATH_MAX];
 	unsigned n = 0;
-	bool resumed = gnutls_session_is_resumed(s);
 	int rv = -1;
 
 	why[0] = '\0';
-	if (session_floor(s, c, resumed, why, whylen) < 0)
+	if (session_floor(s, c, gnutls_session_is_resumed(s), why, whylen) <
+	    0)
 		goto out;
-	if (resumed && reverify(s, v, c, vdata, nvdata, why, whylen) < 0)
+	if (gnutls_session_is_resumed(s)) {
+		/* The ticket was kept from a session verified with the same
+		 * trust material, pins and rule (the resumption key), and is
+		 * offered only within its chain's validity (*until): what
+		 * time alone can change is the CRLs' currency. */
+		time_t now = time(NULL);
+		for (size_t i = 0; i < c->ncrls; i++)
+			if (crl_times(&c->crls[i], i, c->rule->crl_file, now, why,
+			              whylen) < 0)
+				goto out;
+		rv = 0;
 		goto out;
+	}
 	if (build_path(s, v, path, &n, why, whylen) < 0)
 		goto out;
 	if (c->ncrls && check_crls(c, path, n, why, whylen) < 0)
 		goto out;
-	/* A resumed handshake carries no staple: OCSP was judged in the
-	 * full handshake the ticket came from. */
-	if (!resumed && check_staples(s, path, n, why, whylen) < 0)
+	*until = path_until(path, n);
+	if (check_staples(s, path, n, until, why, whylen) < 0)
 		goto out;
 	if (c->rule->npins && check_pins(c->rule, path, n, why, whylen) < 0)
 		goto out;

@@ -132,7 +132,7 @@ setup() {
 }
 
 # GnuTLS does not verify a resumed session: it trusts its own ticket.
-@test "a resumed session is verified again: a certificate expired since its ticket is refused" {
+@test "no session is resumed past its chain's expiry: the expired certificate is refused" {
 	$PY "$HELPERS/labpki.py" leaf "$CERTS" short --seconds 5
 	vserver S short-full --key "$CERTS/short.key"
 	vpolicy "$P" "$S_PORT"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tls_cache.h"
@@ -93,11 +94,11 @@ int main(void)
 	gnutls_datum_t d = blob(1), out;
 	ts_tls_cache_put(&base, &d);
 	CHECK(ts_tls_cache_count() == 1);
-	CHECK(!ts_tls_cache_take(&other, &out));
-	CHECK(ts_tls_cache_take(&base, &out));
+	CHECK(!ts_tls_cache_take(&other, &out, NULL));
+	CHECK(ts_tls_cache_take(&base, &out, NULL));
 	CHECK(out.size == 4 && out.data[0] == 1);
 	gnutls_free(out.data);
-	CHECK(!ts_tls_cache_take(&base, &out));
+	CHECK(!ts_tls_cache_take(&base, &out, NULL));
 	CHECK(ts_tls_cache_count() == 0);
 
 	/* Most recent first. */
@@ -105,9 +106,9 @@ int main(void)
 	ts_tls_cache_put(&base, &d);
 	d = blob(3);
 	ts_tls_cache_put(&base, &d);
-	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 3);
+	CHECK(ts_tls_cache_take(&base, &out, NULL) && out.data[0] == 3);
 	gnutls_free(out.data);
-	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 2);
+	CHECK(ts_tls_cache_take(&base, &out, NULL) && out.data[0] == 2);
 	gnutls_free(out.data);
 
 	/* Bounded per key: the oldest of the key goes, others stay. */
@@ -119,11 +120,11 @@ int main(void)
 	}
 	CHECK(ts_tls_cache_count() == TS_TLS_CACHE_PER_KEY + 1);
 	for (int i = TS_TLS_CACHE_PER_KEY + 2; i >= 3; i--) {
-		CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == i);
+		CHECK(ts_tls_cache_take(&base, &out, NULL) && out.data[0] == i);
 		gnutls_free(out.data);
 	}
-	CHECK(!ts_tls_cache_take(&base, &out));
-	CHECK(ts_tls_cache_take(&other, &out) && out.data[0] == 9);
+	CHECK(!ts_tls_cache_take(&base, &out, NULL));
+	CHECK(ts_tls_cache_take(&other, &out, NULL) && out.data[0] == 9);
 	gnutls_free(out.data);
 
 	/* Bounded in all: the oldest goes. */
@@ -137,7 +138,7 @@ int main(void)
 		ts_tls_cache_put(&k, &d);
 	}
 	CHECK(ts_tls_cache_count() == TS_TLS_CACHE_MAX);
-	CHECK(!ts_tls_cache_take(&first, &out));
+	CHECK(!ts_tls_cache_take(&first, &out, NULL));
 	ts_tls_cache_clear();
 	CHECK(ts_tls_cache_count() == 0);
 
@@ -145,7 +146,27 @@ int main(void)
 	struct ts_tls_cache_key bad = {.valid = false};
 	ts_tls_cache_put(&bad, &d);
 	CHECK(ts_tls_cache_count() == 0);
-	CHECK(!ts_tls_cache_take(&bad, &out));
+	CHECK(!ts_tls_cache_take(&bad, &out, NULL));
+
+	/* A session is offered only within its chain's validity: an entry
+	 * past its `until` is dropped, not taken; one put already past it is
+	 * not kept; the limit comes back with the session. */
+	time_t until = 0;
+	struct ts_tls_cache_key live = base, dead = base;
+	live.until = time(NULL) + 3600;
+	dead.until = time(NULL) + 1;
+	d = blob(5);
+	ts_tls_cache_put(&live, &d);
+	d = blob(6);
+	ts_tls_cache_put(&dead, &d);
+	CHECK(ts_tls_cache_count() == 2);
+	sleep(1); /* time(NULL) is now at least dead.until */
+	CHECK(ts_tls_cache_take(&base, &out, &until) && out.data[0] == 5 &&
+	      until == live.until);
+	gnutls_free(out.data);
+	CHECK(ts_tls_cache_count() == 0);
+	ts_tls_cache_put(&dead, &d);
+	CHECK(ts_tls_cache_count() == 0);
 
 	/* A forked child starts empty: a ticket is used by one process. */
 	d = blob(7);
@@ -153,13 +174,13 @@ int main(void)
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(ts_tls_cache_count() == 0 &&
-		              !ts_tls_cache_take(&base, &out)
+		              !ts_tls_cache_take(&base, &out, NULL)
 		          ? 0
 		          : 1);
 	int st = -1;
 	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
 	      WEXITSTATUS(st) == 0);
-	CHECK(ts_tls_cache_take(&base, &out) && out.data[0] == 7);
+	CHECK(ts_tls_cache_take(&base, &out, NULL) && out.data[0] == 7);
 	gnutls_free(out.data);
 
 	return check_summary();
