@@ -79,7 +79,9 @@ struct ts_cred {
 /* The current credentials of r, with a reference (ts_cred_put), or NULL
  * with the reason. At most every TS_TRUST_RECHECK_MS the files are looked
  * at, and a changed one is read again; if what it holds now does not load,
- * the rule's connections are refused with the reason until it does. */
+ * the rule's connections are refused with the reason until it does. Under
+ * another root directory than the engine was loaded in, nothing is read
+ * again. */
 struct ts_cred *ts_cred_get(const struct ts_rule *r, char *err,
                             size_t errlen);
 void ts_cred_put(struct ts_cred *c);
@@ -89,8 +91,10 @@ int ts_cred_check(const struct ts_rule *r, char *err, size_t errlen);
  * priority string, min-version and max-version together. */
 int ts_cred_versions(const struct ts_rule *r, char *buf, size_t len,
                      char *err, size_t errlen);
-/* Once, from ts_engine_init: no credentials load is half done at fork. */
-void ts_cred_atfork(void);
+/* Once, from ts_engine_init: notes the root directory (files are read
+ * again only under it) and makes sure no credentials load is half done
+ * at fork. */
+void ts_cred_init(void);
 
 /* Per session: the links of the chain GnuTLS verified in the handshake. */
 struct ts_verify {

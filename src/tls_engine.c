@@ -739,7 +739,7 @@ EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)
 {
 	if (gnutls_global_init() < 0)
 		return NULL;
-	ts_cred_atfork();
+	ts_cred_init();
 	io = *tio;
 	ts_nodelay_bind(&io);
 	return &ops;

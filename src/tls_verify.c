@@ -333,14 +333,29 @@ static bool file_id_eq(const struct ts_file_id *a, const struct ts_file_id *b)
 	         a->ctim.tv_nsec == b->ctim.tv_nsec));
 }
 
-/* A file that can no longer be looked at (a chroot, a directory the
+/* The root directory when the engine was loaded: before any chroot or
+ * pivot_root (the preload loads the engine first, src/hook_priv.c). Under
+ * another root the same path names another file, perhaps one the process
+ * lets others write: the files are then never read again, and what was
+ * read stays in use. */
+static struct ts_file_id root_id;
+
+static bool same_root(void)
+{
+	struct stat st;
+
+	return root_id.known && stat("/", &st) == 0 &&
+	       st.st_dev == root_id.dev && st.st_ino == root_id.ino;
+}
+
+/* A file that can no longer be looked at (another root, a directory the
  * process may no longer enter) has not changed: what was read stays. */
 static bool file_changed(const char *path, const struct ts_file_id *id)
 {
 	struct stat st;
 	struct ts_file_id now = {0};
 
-	if (!path || stat(path, &st) < 0)
+	if (!path || !same_root() || stat(path, &st) < 0)
 		return false;
 	file_id_of(&st, &now);
 	return !file_id_eq(&now, id);
@@ -373,6 +388,8 @@ static int take_file(const char *path, const struct ts_blob *fallback,
 	int fd;
 
 	*id = (struct ts_file_id){0};
+	if (!same_root())
+		return blob_copy(out, fallback);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    st.st_size >= 0 && st.st_size <= MAX_FILE) {
@@ -822,8 +839,12 @@ static void creds_release(void)
 	pthread_mutex_unlock(&creds_lock);
 }
 
-void ts_cred_atfork(void)
+void ts_cred_init(void)
 {
+	struct stat st;
+
+	if (stat("/", &st) == 0)
+		file_id_of(&st, &root_id);
 	pthread_atfork(creds_prepare, creds_release, creds_release);
 }
 

@@ -131,6 +131,34 @@ setup() {
 	assert_output "$MARKER-2"
 }
 
+# Under a new root the same path names another file, one the chrooted
+# tree may let others write: the policy's own bytes stay in use.
+@test "after chroot, a ca-file by the same path in the new root is not read" {
+	[ "$(id -u)" -eq 0 ] || fail "this test needs root (chroot)"
+	local ca=$BATS_TEST_TMPDIR/ca.pem root=$BATS_TEST_TMPDIR/root
+	cp "$CERTS/rogue.pem" "$ca"
+	mkdir -p "$root$BATS_TEST_TMPDIR"
+	cp "$CERTS/ca.pem" "$root$ca" # would make the server verify
+	vserver S leaf-full --key "$CERTS/leaf.key"
+	vpolicy "$P" "$S_PORT" "ca-file = $ca"
+	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY -c '
+import errno, os, socket, sys
+"x".encode("idna")  # codecs load from files: before the chroot
+os.chroot(sys.argv[1])
+os.chdir("/")
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10)
+    s.sendall(sys.argv[3].encode())
+    print("connected")
+except OSError as e:
+    print("refused" if e.errno == errno.ECONNREFUSED else e)
+' "$root" "$S_PORT" "$MARKER"
+	assert_success
+	assert_line refused
+	assert_output --partial "The certificate issuer is unknown"
+	no_plaintext S
+}
+
 # GnuTLS does not verify a resumed session: it trusts its own ticket.
 @test "no session is resumed past its chain's expiry: the expired certificate is refused" {
 	$PY "$HELPERS/labpki.py" leaf "$CERTS" short --seconds 5
