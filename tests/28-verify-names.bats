@@ -11,8 +11,7 @@ load helpers/verify
 setup_file() {
 	require_tool certtool openssl python3
 	labcerts
-	export HOSTS=$BATS_FILE_TMPDIR/hosts
-	echo '127.0.0.1 api.lab.test a.b.lab.test' >"$HOSTS"
+	labhosts
 }
 
 teardown_file() {

@@ -84,9 +84,16 @@ labcerts() {
 	export CERTS
 }
 
+# labhosts: $HOSTS, the lab's names for nss_wrapper (nsw_setup).
+labhosts() {
+	HOSTS=$BATS_FILE_TMPDIR/hosts
+	printf '%s\n' '127.0.0.1 api.lab.test a.b.lab.test' \
+		'::1 v6.lab.test' >"$HOSTS"
+	export HOSTS
+}
+
 # nsw_setup: $NSW, nss_wrapper's library, for names that resolve through
-# libc from the hosts file $HOSTS (written by the test file) -- no edit of
-# /etc/hosts.
+# libc from the hosts file $HOSTS (labhosts) -- no edit of /etc/hosts.
 nsw_setup() {
 	NSW=$(ls /usr/lib/*/libnss_wrapper.so 2>/dev/null | head -1)
 	[ -n "$NSW" ] || fail "libnss_wrapper.so is missing (libnss-wrapper)"
