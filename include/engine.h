@@ -111,4 +111,11 @@ typedef void (*ts_engine_probe_fn)(struct ts_tls *t,
                                    void (*out)(void *ctx, const char *line),
                                    void *ctx);
 
+/* For `tlsshim --explain` (the launcher only): the TLS versions the
+ * sessions of r offer ("TLS1.2, TLS1.3"), as priority, min-version and
+ * max-version combine; -1 with the reason if the engine refuses r. */
+#define TS_ENGINE_VERSIONS_SYM "ts_engine_versions"
+typedef int (*ts_engine_versions_fn)(const struct ts_rule *r, char *buf,
+                                     size_t len, char *err, size_t errlen);
+
 #endif

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* src/launcher_target.c: resolve argv[0] like execvp, follow its #! chain
  * and env(1), and refuse what the preload (the library at preload) cannot
@@ -16,8 +17,15 @@
 int ts_launcher_check_target(char *const argv[], const char *preload,
                              bool *unprotected, char *why, size_t whylen);
 
-/* src/launcher_explain.c */
-int ts_launcher_explain(const char *policy, const char *target);
+/* One line to f (the newline added), every byte outside printable ASCII
+ * escaped (escape.h): what the launcher prints of names, paths, policy
+ * text and the network never reaches a terminal raw. */
+void ts_launcher_say(FILE *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* src/launcher_explain.c: preload_lib locates the engine beside it. */
+int ts_launcher_explain(const char *policy, const char *target,
+                        const char *preload_lib);
 int ts_launcher_probe(const char *policy, const char *target,
                       const char *preload_lib);
 

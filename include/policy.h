@@ -58,6 +58,7 @@ struct ts_rule {
 	struct ts_blob key;       /* PEM bytes; NULL for a pkcs11: URL */
 	bool key_exposed;         /* key file readable by group or others */
 	unsigned min_version;     /* 12 or 13 (TLS 1.2, 1.3); 0: 12 */
+	unsigned max_version;     /* 12 or 13; 0: 13 */
 	char *priority;           /* expert GnuTLS priority string */
 	char **alpn;              /* protocols offered, in order */
 	size_t nalpn;

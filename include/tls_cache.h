@@ -3,10 +3,14 @@
  * One per process, bounded (LRU), shared by every thread. A cached session
  * is used at most once: taking it removes it. GnuTLS does not verify the
  * server's certificate again when it resumes a session, so an entry is
- * keyed on everything verification depends on — the rule, a digest of its
- * trust material (CA, CRL, pins), its client identity, minimum version,
- * ALPN list, the priority string, the SNI, the name verified, the server's
- * address and port. A session obtained while verifying one name can never
+ * keyed on everything verification depends on — the rule, a digest of the
+ * trust material in use (CA and CRL bytes, which change when those files
+ * are re-read), the pins, its client identity, version range, ALPN list,
+ * the priority string, the SNI, the name verified, the server's address
+ * and port. GnuTLS does not verify a resumed session, so an entry is also
+ * never offered once a certificate of the chain it was verified with has
+ * expired (nor a must-staple server's past its stapled response's next
+ * update): the time in `until`. A session obtained while verifying one name can never
  * be offered for another. When the policy grows a field that verification
  * or the session's identity depends on, it must be added in key_pre().
  *
@@ -18,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include <gnutls/gnutls.h>
 
@@ -32,6 +37,10 @@ struct ts_tls_cache_key {
 	int fd;                /* where the peer address is read */
 	bool pending;          /* the peer address is still to be added */
 	bool valid;            /* false: this session is never cached */
+	/* Sessions stored under this key are not offered from this time on
+	 * (set by the engine after verifying; carried over on resumption);
+	 * 0: no limit. */
+	time_t until;
 };
 
 /* Set up session s (created by the engine for p) for resumption: the
@@ -40,7 +49,7 @@ struct ts_tls_cache_key {
  * the handshake is then simply a full one. */
 void ts_tls_cache_attach(gnutls_session_t s, struct ts_tls_cache_key *k,
                          const struct ts_tls_params *p,
-                         const char *priority);
+                         const unsigned char trust[32]);
 
 /* Before each handshake step (cheap after the first): once the TCP
  * connection is up (an asynchronous connect may still be in progress at
@@ -56,13 +65,15 @@ void ts_tls_cache_handshake_done(gnutls_session_t s);
 bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
                               const struct ts_tls_params *p,
                               const void *peer, size_t peerlen,
-                              const char *priority);
+                              const unsigned char trust[32]);
 void ts_tls_cache_put(const struct ts_tls_cache_key *k,
                       const gnutls_datum_t *data);
-/* The most recent session for k, removed from the cache; the caller
- * frees out->data with gnutls_free. false when there is none. */
+/* The most recent session for k still within its `until`, removed from
+ * the cache (and those past it dropped); the caller frees out->data with
+ * gnutls_free; *until (may be NULL) gets its limit. false when there is
+ * none. */
 bool ts_tls_cache_take(const struct ts_tls_cache_key *k,
-                       gnutls_datum_t *out);
+                       gnutls_datum_t *out, time_t *until);
 size_t ts_tls_cache_count(void);
 void ts_tls_cache_clear(void);
 

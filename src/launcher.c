@@ -69,7 +69,7 @@ static void usage(FILE *f)
 static void print_diag(void *ctx, const char *msg)
 {
 	(void)ctx;
-	fprintf(stderr, "%s\n", msg);
+	ts_launcher_say(stderr, "%s", msg);
 }
 
 static int find_library(char *out, size_t len);
@@ -87,7 +87,7 @@ static int check_engine(const struct ts_policy *p)
 
 	if (!eng) {
 		if (find_library(lib, sizeof lib) < 0) {
-			fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+			ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
 			return 1;
 		}
 		char *slash = strrchr(lib, '/');
@@ -100,15 +100,15 @@ static int check_engine(const struct ts_policy *p)
 			  : NULL;
 		eng = init ? init(&io) : NULL;
 		if (!eng || eng->abi != TS_ENGINE_ABI || !eng->check_rule) {
-			fprintf(stderr, "tlsshim: cannot load the TLS engine "
-			        "%s: %s\n", lib, h ? "incompatible" : dlerror());
+			ts_launcher_say(stderr, "tlsshim: cannot load the TLS engine "
+			        "%s: %s", lib, h ? "incompatible" : dlerror());
 			eng = NULL;
 			return 1;
 		}
 	}
 	for (size_t i = 0; i < p->nrules; i++) {
 		if (eng->check_rule(&p->rules[i], err, sizeof err) < 0) {
-			fprintf(stderr, "%s:%u: rule '%s': %s\n", p->path,
+			ts_launcher_say(stderr, "%s:%u: rule '%s': %s", p->path,
 			        p->rules[i].line, p->rules[i].name, err);
 			bad = 1;
 		}
@@ -289,7 +289,8 @@ static int check_absolute(const char *policy, char abs[PATH_MAX])
 	if (check(1, (char **)&policy))
 		return -1;
 	if (!realpath(policy, abs)) {
-		fprintf(stderr, "tlsshim: %s: %s\n", policy, strerror(errno));
+		ts_launcher_say(stderr, "tlsshim: %s: %s", policy,
+		                strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -322,8 +323,8 @@ static int find_policy(const char *policy, const char *cmd,
 			if (snprintf(dflt, sizeof dflt, "%s/default.conf", dir) >=
 			            (int)sizeof dflt ||
 			    stat(dflt, &st) < 0) {
-				fprintf(stderr, "tlsshim: no policy: use -p "
-				        "POLICY (or put one in %s)\n", conf);
+				ts_launcher_say(stderr, "tlsshim: no policy: use -p "
+				                "POLICY (or put one in %s)", conf);
 				return -1;
 			}
 			memcpy(conf, dflt, sizeof conf);
@@ -355,7 +356,7 @@ static int shell_on_off(bool on, const char *policy, const char *level)
 		return 0;
 	}
 	if (find_library(lib, sizeof lib) < 0) {
-		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+		ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
 		return 2;
 	}
 	if (policy && check_absolute(policy, abs) < 0)
@@ -405,8 +406,8 @@ int main(int argc, char **argv)
 		case 'p': policy = optarg; break;
 		case 'l':
 			if (ts_log_level_parse(optarg) < 0) {
-				fprintf(stderr, "tlsshim: bad log level '%s': "
-				        "expected error, warn, info or debug\n",
+				ts_launcher_say(stderr, "tlsshim: bad log level '%s': "
+				        "expected error, warn, info or debug",
 				        optarg);
 				return 2;
 			}
@@ -441,7 +442,11 @@ int main(int argc, char **argv)
 			        "HOST:PORT\n");
 			return 2;
 		}
-		return ts_launcher_explain(args[0], args[1]);
+		if (find_library(lib, sizeof lib) < 0) {
+			ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
+			return 2;
+		}
+		return ts_launcher_explain(args[0], args[1], lib);
 	case OPT_PROBE:
 		if (nargs != 2) {
 			fprintf(stderr, "usage: tlsshim --probe POLICY "
@@ -449,7 +454,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		if (find_library(lib, sizeof lib) < 0) {
-			fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+			ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
 			return 2;
 		}
 		return ts_launcher_probe(args[0], args[1], lib);
@@ -473,25 +478,25 @@ int main(int argc, char **argv)
 	char why[2 * PATH_MAX + 256];
 	int t = ts_launcher_check_target(args, lib, &unprot, why, sizeof why);
 	if (t == -2) {
-		fprintf(stderr, "tlsshim: %s\n", why);
+		ts_launcher_say(stderr, "tlsshim: %s", why);
 		return 127;
 	}
 	if (t < 0) {
-		fprintf(stderr, "tlsshim: refusing to run: %s\n", why);
+		ts_launcher_say(stderr, "tlsshim: refusing to run: %s", why);
 		return 126;
 	}
 	if (unprot) {
 		if (!allow_unprot) {
-			fprintf(stderr,
+			ts_launcher_say(stderr,
 			        "tlsshim: refusing to run: %s is setuid, setgid "
 			        "or has file capabilities: the loader ignores "
 			        "LD_PRELOAD for it, so its connections would "
 			        "stay plaintext (--allow-unprotected runs it "
-			        "anyway, without TLS)\n", args[0]);
+			        "anyway, without TLS)", args[0]);
 			return 126;
 		}
-		fprintf(stderr, "tlsshim: warning: %s runs unprotected "
-		        "(setuid/setgid/setcap): NO TLS\n", args[0]);
+		ts_launcher_say(stderr, "tlsshim: warning: %s runs unprotected "
+		        "(setuid/setgid/setcap): NO TLS", args[0]);
 	}
 	char *preload = build_preload(lib);
 	if (!preload || setenv("LD_PRELOAD", preload, 1) < 0 ||
@@ -502,6 +507,6 @@ int main(int argc, char **argv)
 	}
 	free(preload);
 	execvp(args[0], args);
-	fprintf(stderr, "tlsshim: %s: %s\n", args[0], strerror(errno));
+	ts_launcher_say(stderr, "tlsshim: %s: %s", args[0], strerror(errno));
 	return errno == ENOENT ? 127 : 126;
 }

@@ -1,9 +1,15 @@
 /* tlsshim --explain and --probe (see launcher.h).
  *
- * --explain is pure: the policy's own matcher decides, nothing connects.
- * --probe connects and handshakes through the very engine the preload
- * uses (same credentials, same verification), then asks the engine for
- * what was negotiated and the peer chain. */
+ * Both decide through ts_policy_decide(), the one decision the preload
+ * makes at connect, for the destination as the program would reach it:
+ * with the name learned when the program resolves it through libc, and,
+ * for --explain, also without (a program given the address, or one that
+ * resolves names itself). --explain connects nothing; it asks the engine
+ * only what the rule's sessions would offer. --probe connects and
+ * handshakes through the very engine the preload uses (same credentials,
+ * same verification), then asks it what was negotiated and the peer
+ * chain. Every line is printed escaped (escape.h): certificate names,
+ * ALPN, alerts and names typed on the command line alike. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -12,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +27,27 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "escape.h"
 #include "launcher.h"
 #include "policy.h"
 
+void ts_launcher_say(FILE *f, const char *fmt, ...)
+{
+	char raw[2048], out[8192];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof raw, fmt, ap);
+	va_end(ap);
+	ts_escape(out, sizeof out, raw);
+	fprintf(f, "%s\n", out);
+}
+#define say(...) ts_launcher_say(stdout, __VA_ARGS__)
+#define complain(...) ts_launcher_say(stderr, __VA_ARGS__)
+
 struct target {
-	char host[256];   /* as given, lower case, brackets stripped */
+	char host[256];   /* as given, lower case, brackets and the root's
+	                   * trailing dot stripped: what the preload learns */
 	bool is_name;     /* host is a DNS name, not an IP literal */
 	uint16_t port;
 };
@@ -49,6 +72,8 @@ static int parse_target(const char *s, struct target *t)
 			return -1;
 		hl = (size_t)(colon - s);
 	}
+	if (hl > 1 && s[hl - 1] == '.')
+		hl--;
 	if (!hl || hl >= sizeof t->host)
 		return -1;
 	for (size_t i = 0; i < hl; i++)
@@ -65,6 +90,15 @@ static int parse_target(const char *s, struct target *t)
 	return 0;
 }
 
+static int parse_or_complain(const char *target, struct target *t)
+{
+	if (parse_target(target, t) == 0)
+		return 0;
+	complain("tlsshim: bad destination '%s': expected HOST:PORT, "
+	         "NAME:PORT or [IPv6]:PORT", target);
+	return -1;
+}
+
 /* Resolves the target; every address, in getaddrinfo's order. */
 static int resolve(const struct target *t, struct addrinfo **res)
 {
@@ -77,40 +111,63 @@ static int resolve(const struct target *t, struct addrinfo **res)
 		hints.ai_flags |= AI_NUMERICHOST;
 	int e = getaddrinfo(t->host, port, &hints, res);
 	if (e) {
-		fprintf(stderr, "tlsshim: %s: %s\n", t->host,
-		        e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
+		complain("tlsshim: %s: %s", t->host,
+		         e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
 		return -1;
 	}
 	return 0;
 }
 
-static void dest_of(const struct addrinfo *ai, struct ts_dest *d, char *ip,
-                    size_t iplen)
-{
-	memset(d, 0, sizeof *d);
-	d->family = ai->ai_family;
-	if (ai->ai_family == AF_INET) {
-		const struct sockaddr_in *in = (void *)ai->ai_addr;
-		memcpy(d->addr, &in->sin_addr, 4);
-		d->port = ntohs(in->sin_port);
-	} else {
-		const struct sockaddr_in6 *in6 = (void *)ai->ai_addr;
-		memcpy(d->addr, &in6->sin6_addr, 16);
-		d->port = ntohs(in6->sin6_port);
-	}
-	inet_ntop(d->family, d->addr, ip, (socklen_t)iplen);
-}
-
 static void print_diag(void *ctx, const char *msg)
 {
 	(void)ctx;
-	fprintf(stderr, "%s\n", msg);
+	complain("%s", msg);
 }
 
 static struct ts_policy *load(const char *path)
 {
 	char err[512];
 	return ts_policy_load(path, print_diag, NULL, err, sizeof err);
+}
+
+/* The engine, from beside the preload, as the preload loads it; with the
+ * launcher's own entry points. */
+struct engine {
+	const struct ts_engine *ops;
+	ts_engine_probe_fn probe;
+	ts_engine_versions_fn versions;
+};
+
+static int load_engine(const char *preload_lib, struct engine *e)
+{
+	static struct ts_engine_io io;
+	char path[4096];
+	const char *slash = strrchr(preload_lib, '/');
+	int dl = slash ? (int)(slash - preload_lib) : 1;
+
+	snprintf(path, sizeof path, "%.*s/%s", dl, slash ? preload_lib : ".",
+	         TS_ENGINE_SONAME);
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		complain("tlsshim: cannot load %s: %s", path, dlerror());
+		return -1;
+	}
+	ts_engine_init_fn init =
+		(ts_engine_init_fn)dlsym(h, TS_ENGINE_INIT_SYM);
+	e->probe = (ts_engine_probe_fn)dlsym(h, TS_ENGINE_PROBE_SYM);
+	e->versions = (ts_engine_versions_fn)dlsym(h, TS_ENGINE_VERSIONS_SYM);
+	io.recv = recv;
+	io.sendmsg = sendmsg;
+	io.poll = poll;
+	io.getsockopt = getsockopt;
+	io.setsockopt = setsockopt;
+	e->ops = init ? init(&io) : NULL;
+	if (!e->ops || e->ops->abi != TS_ENGINE_ABI || !e->probe ||
+	    !e->versions) {
+		complain("tlsshim: %s: not a compatible engine", path);
+		return -1;
+	}
+	return 0;
 }
 
 static size_t count_certs(const struct ts_blob *b)
@@ -145,103 +202,170 @@ static void base64(const uint8_t *in, size_t n, char *out, size_t len)
 	out[o] = '\0';
 }
 
-static void explain_rule(const struct ts_rule *r, const char *ip,
-                         uint16_t port)
+/* The words of the preload's debug line for the same decision
+ * ("rule R, verifying N (WHY)"), so the two can be compared. */
+static const char *name_from_text(enum ts_name_from f)
 {
-	const char *name = r->sni ? r->sni : ip;
+	return f == TS_NAME_SNI       ? "sni from the rule"
+	       : f == TS_NAME_LEARNED ? "name the program resolved"
+	                              : "IP literal, no SNI sent";
+}
 
-	printf("  rule:          [%s] (line %u)\n", r->name, r->line);
-	if (r->tls_port && r->tls_port != port)
-		printf("  connects to:   port %u (tls-port) instead of %u\n",
-		       r->tls_port, port);
+static bool same_decision(const struct ts_decision *a,
+                          const struct ts_decision *b)
+{
+	return a->verdict == b->verdict && a->rule == b->rule &&
+	       a->port == b->port && a->send_sni == b->send_sni &&
+	       a->name_from == b->name_from && !strcmp(a->name, b->name);
+}
+
+/* Indentation of the lines about one decision: deeper under the
+ * headers that tell two decisions for one address apart. */
+static const char *ind = "  ";
+
+static void explain_upgrade(const struct ts_decision *d, uint16_t port,
+                            const struct engine *eng)
+{
+	const struct ts_rule *r = d->rule;
+	char vers[64], why[512];
+
+	say("%sverdict:       upgrade: rule %s, verifying %s (%s)", ind,
+	    r->name, d->name, name_from_text(d->name_from));
+	say("%srule:          [%s] (line %u)", ind, r->name, r->line);
+	if (d->port != port)
+		say("%sconnects to:   port %u (tls-port) instead of %u", ind,
+		    d->port, port);
 	else
-		printf("  connects to:   port %u\n", port);
-	printf("  SNI sent:      %s\n", r->sni ? r->sni : "(none: an IP "
-	       "literal is never sent)");
-	printf("  name verified: %s (%s)\n", name,
-	       r->sni ? "sni of the rule" : "the IP address, against the "
-	       "certificate's IP SANs");
+		say("%sconnects to:   port %u", ind, port);
+	if (d->send_sni)
+		say("%sSNI sent:      %s", ind, d->name);
+	else
+		say("%sSNI sent:      (none: an IP literal is never sent)",
+		    ind);
+	say("%sname verified: %s (%s)", ind, d->name,
+	    d->name_from == TS_NAME_SNI       ? "sni of the rule"
+	    : d->name_from == TS_NAME_LEARNED ? "the name the program "
+	                                        "resolved"
+	                                      : "the IP address, against the "
+	                                        "certificate's IP SANs");
 	if (r->ca.data)
-		printf("  trust anchors: %s (%zu certificate%s)\n", r->ca_file,
-		       count_certs(&r->ca),
-		       count_certs(&r->ca) == 1 ? "" : "s");
+		say("%strust anchors: %s (%zu certificate%s)", ind, r->ca_file,
+		    count_certs(&r->ca), count_certs(&r->ca) == 1 ? "" : "s");
 	else
-		printf("  trust anchors: the system trust store\n");
+		say("%strust anchors: the system trust store", ind);
 	if (r->crl.data)
-		printf("  revocation:    %s\n", r->crl_file);
+		say("%srevocation:    %s (re-read when it changes)", ind,
+		    r->crl_file);
 	if (!r->npins)
-		printf("  pins:          none (any key the trust anchors vouch "
-		       "for)\n");
+		say("%spins:          none (any key the trust anchors vouch "
+		    "for)", ind);
 	for (size_t i = 0; i < r->npins; i++) {
 		char b64[64];
 		base64(r->pins[i], 32, b64, sizeof b64);
-		printf("  pin-sha256:    %s (in addition to chain and name)\n",
-		       b64);
+		say("%spin-sha256:    %s (on the validated chain, in addition "
+		    "to chain and name)", ind, b64);
 	}
-	printf("  versions:      %s\n", r->min_version == 13
-	                                     ? "TLS1.3"
-	                                     : "TLS1.2, TLS1.3");
+	if (eng->versions(r, vers, sizeof vers, why, sizeof why) == 0) {
+		say("%sversions:      %s", ind, vers);
+	} else {
+		say("%sversions:      (none)", ind);
+		say("%sengine:        refuses this rule's connections: %s",
+		    ind, why);
+	}
 	if (r->priority)
-		printf("  priority:      %s\n", r->priority);
+		say("%spriority:      %s", ind, r->priority);
 	if (!r->nalpn)
-		printf("  ALPN:          none offered\n");
+		say("%sALPN:          none offered", ind);
 	for (size_t i = 0; i < r->nalpn; i++)
-		printf("  ALPN:          %s%s\n", r->alpn[i],
-		       r->alpn_required && i == 0 ? " (one is required)" : "");
+		say("%sALPN:          %s%s", ind, r->alpn[i],
+		    r->alpn_required && i == 0 ? " (one is required)" : "");
 	if (r->client_cert)
-		printf("  client cert:   %s\n", r->client_cert);
-	printf("  checks:        chain, name, server-auth key purpose%s\n",
-	       r->npins ? ", pins" : "");
+		say("%sclient cert:   %s", ind, r->client_cert);
+	if (r->keylog_file)
+		say("%skeylog-file:   %s (session keys written there)", ind,
+		    r->keylog_file);
+	say("%schecks:        chain, name, server-auth key purpose%s%s", ind,
+	    r->crl.data ? ", revocation" : "", r->npins ? ", pins" : "");
 }
 
-int ts_launcher_explain(const char *policy, const char *target)
+static void explain_decision(const struct ts_decision *d, uint16_t port,
+                             const struct engine *eng)
+{
+	switch (d->verdict) {
+	case TS_VERDICT_UPGRADE:
+		explain_upgrade(d, port, eng);
+		break;
+	case TS_VERDICT_REFUSE:
+		say("%sverdict:       refuse: refused: %s", ind, d->why);
+		if (d->rule)
+			say("%srule:          [%s] (line %u)", ind,
+			    d->rule->name, d->rule->line);
+		say("%sthe connect fails with ECONNREFUSED; nothing is sent",
+		    ind);
+		break;
+	case TS_VERDICT_PASS:
+		if (d->rule) {
+			say("%sverdict:       pass: rule with tls = no; not "
+			    "upgraded", ind);
+			say("%srule:          [%s] (line %u): tls = no, an "
+			    "explicit plaintext exception", ind, d->rule->name,
+			    d->rule->line);
+		} else {
+			say("%sverdict:       pass: no rule matches; not "
+			    "upgraded", ind);
+			say("%sno rule matches: the connection is left alone "
+			    "(plaintext)", ind);
+		}
+		break;
+	}
+}
+
+int ts_launcher_explain(const char *policy, const char *target,
+                        const char *preload_lib)
 {
 	struct ts_policy *p = load(policy);
 	struct addrinfo *res = NULL;
+	struct engine eng;
 	struct target t;
-	int rv = 1;
+	int rv = 2;
 
 	if (!p)
 		return 2;
-	if (parse_target(target, &t) < 0) {
-		fprintf(stderr, "tlsshim: bad destination '%s': expected "
-		        "HOST:PORT, NAME:PORT or [IPv6]:PORT\n", target);
+	if (parse_or_complain(target, &t) < 0 ||
+	    load_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
 		goto out;
-	}
-	if (resolve(&t, &res) < 0)
-		goto out;
-	printf("policy %s\n", p->path);
+	say("policy %s", p->path);
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		char ip[INET6_ADDRSTRLEN];
+		char dest[TS_DEST_STR_MAX];
 		struct ts_dest d;
-		dest_of(ai, &d, ip, sizeof ip);
-		const struct ts_rule *r = ts_policy_match(p, &d);
-		if (ai->ai_family == AF_INET6)
-			printf("\n[%s]:%u", ip, t.port);
-		else
-			printf("\n%s:%u", ip, t.port);
-		if (t.is_name)
-			printf(" (%s)", t.host);
-		printf("\n");
-		/* A name rule can only fit when the preload knows the name
-		 * the program resolved; say so when it changes the answer. */
-		const struct ts_rule *rn = NULL;
-		if (t.is_name) {
-			d.host = t.host;
-			rn = ts_policy_match(p, &d);
-		}
-		if (!r && !rn) {
-			printf("  no rule matches: the connection is left "
-			       "alone (plaintext)\n");
+		struct ts_decision learned, plain;
+		if (ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &d) < 0)
+			continue;
+		ts_dest_format(&d, dest, sizeof dest);
+		say("%s", "");
+		say("%s%s%s%s", dest, t.is_name ? " (" : "",
+		    t.is_name ? t.host : "", t.is_name ? ")" : "");
+		ts_policy_decide(p, &d, &plain);
+		ind = "  ";
+		if (!t.is_name) {
+			explain_decision(&plain, t.port, &eng);
 			continue;
 		}
-		if (r)
-			explain_rule(r, ip, t.port);
-		if (rn && rn != r) {
-			printf("  if the name %s is known at connect: rule "
-			       "[%s] instead:\n", t.host, rn->name);
-			explain_rule(rn, ip, t.port);
+		ind = "    ";
+		d.host = t.host;
+		ts_policy_decide(p, &d, &learned);
+		if (same_decision(&learned, &plain)) {
+			say("  whether or not the program resolves %s through "
+			    "libc:", t.host);
+			explain_decision(&learned, t.port, &eng);
+			continue;
 		}
+		say("  a program that resolves %s through libc (tlsshim "
+		    "learns the name):", t.host);
+		explain_decision(&learned, t.port, &eng);
+		say("  a program that does not (it was given the address, or "
+		    "resolves the name itself, as curl does for localhost):");
+		explain_decision(&plain, t.port, &eng);
 	}
 	rv = 0;
 out:
@@ -278,70 +402,37 @@ static bool wait_fd(int fd, short ev, long long deadline)
 static void print_line(void *ctx, const char *line)
 {
 	(void)ctx;
-	printf("  %s\n", line);
+	say("  %s", line);
 }
 
-static const struct ts_engine *load_engine(const char *preload_lib,
-                                           ts_engine_probe_fn *probe)
-{
-	static struct ts_engine_io io;
-	char path[4096];
-	const char *slash = strrchr(preload_lib, '/');
-	int dl = slash ? (int)(slash - preload_lib) : 1;
-
-	snprintf(path, sizeof path, "%.*s/%s", dl, slash ? preload_lib : ".",
-	         TS_ENGINE_SONAME);
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		fprintf(stderr, "tlsshim: cannot load %s: %s\n", path,
-		        dlerror());
-		return NULL;
-	}
-	ts_engine_init_fn init =
-		(ts_engine_init_fn)dlsym(h, TS_ENGINE_INIT_SYM);
-	*probe = (ts_engine_probe_fn)dlsym(h, TS_ENGINE_PROBE_SYM);
-	io.recv = recv;
-	io.sendmsg = sendmsg;
-	io.poll = poll;
-	io.getsockopt = getsockopt;
-	io.setsockopt = setsockopt;
-	const struct ts_engine *e = init ? init(&io) : NULL;
-	if (!e || e->abi != TS_ENGINE_ABI || !*probe) {
-		fprintf(stderr, "tlsshim: %s: not a compatible engine\n", path);
-		return NULL;
-	}
-	return e;
-}
-
-/* 0 verified, 1 not. */
-static int probe_one(const struct ts_engine *eng, ts_engine_probe_fn probe,
-                     const struct ts_policy *p, const struct ts_rule *r,
-                     const struct addrinfo *ai, const char *ip,
-                     const char *name)
+/* Connects to ip:port, handshakes as rule r would, verifying name (sent
+ * as SNI when sni). 0 verified, 1 not. */
+static int probe_one(const struct engine *eng, const struct ts_policy *p,
+                     const struct ts_rule *r, const struct addrinfo *ai,
+                     uint16_t port, const char *name, bool sni)
 {
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
 	} sa;
-	char why[512] = "";
+	struct ts_dest d;
+	char why[512] = "", dest[TS_DEST_STR_MAX];
 	long long deadline = now_ms() + p->handshake_timeout_ms;
 	struct ts_tls *t = NULL;
 	int fd = -1, rv = 1;
-	uint16_t port;
 
 	memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
-	if (r->tls_port) {
-		if (ai->ai_family == AF_INET)
-			sa.in.sin_port = htons(r->tls_port);
-		else
-			sa.in6.sin6_port = htons(r->tls_port);
-	}
-	port = ai->ai_family == AF_INET ? ntohs(sa.in.sin_port)
-	                                : ntohs(sa.in6.sin6_port);
-	printf("  connecting to %s%s%s:%u, verifying %s\n",
-	       ai->ai_family == AF_INET6 ? "[" : "", ip,
-	       ai->ai_family == AF_INET6 ? "]" : "", port, name);
+	if (ai->ai_family == AF_INET)
+		sa.in.sin_port = htons(port);
+	else
+		sa.in6.sin6_port = htons(port);
+	if (ts_dest_from_sockaddr(&sa.sa, ai->ai_addrlen, &d) == 0)
+		ts_dest_format(&d, dest, sizeof dest);
+	else
+		snprintf(dest, sizeof dest, "?");
+	say("  connecting to %s, verifying %s%s", dest, name,
+	    sni ? " (sent as SNI)" : " (no SNI)");
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	            0);
 	if (fd < 0) {
@@ -366,13 +457,14 @@ static int probe_one(const struct ts_engine *eng, ts_engine_probe_fn probe,
 		}
 	}
 	struct ts_tls_params tp = {
-		.fd = fd, .rule = r, .sni = r->sni, .verify_name = name,
+		.fd = fd, .rule = r, .sni = sni ? name : NULL,
+		.verify_name = name,
 	};
-	t = eng->create(&tp, why, sizeof why);
+	t = eng->ops->create(&tp, why, sizeof why);
 	if (!t)
 		goto out;
 	for (;;) {
-		int h = eng->handshake(t, why, sizeof why);
+		int h = eng->ops->handshake(t, why, sizeof why);
 		if (h == TS_TLS_OK) {
 			rv = 0;
 			break;
@@ -389,16 +481,15 @@ static int probe_one(const struct ts_engine *eng, ts_engine_probe_fn probe,
 			break;
 		}
 	}
-	probe(t, print_line, NULL);
+	eng->probe(t, print_line, NULL);
 out:
 	if (rv == 0)
-		printf("  verdict: OK: verified %s (%s)\n", name,
-		       r->ca.data ? r->ca_file : "system trust store");
+		say("  verdict: OK: verified %s (%s)", name,
+		    r->ca.data ? r->ca_file : "system trust store");
 	else
-		printf("  verdict: FAILED: %s\n",
-		       why[0] ? why : "connection failed");
+		say("  verdict: FAILED: %s", why[0] ? why : "connection failed");
 	if (t)
-		eng->destroy(t);
+		eng->ops->destroy(t);
 	if (fd >= 0)
 		close(fd);
 	return rv;
@@ -409,50 +500,51 @@ int ts_launcher_probe(const char *policy, const char *target,
 {
 	struct ts_policy *p = load(policy);
 	struct addrinfo *res = NULL;
-	ts_engine_probe_fn probe = NULL;
-	const struct ts_engine *eng;
+	struct engine eng;
 	struct target t;
 	int rv = 2;
 
 	if (!p)
 		return 2;
-	if (parse_target(target, &t) < 0) {
-		fprintf(stderr, "tlsshim: bad destination '%s': expected "
-		        "HOST:PORT, NAME:PORT or [IPv6]:PORT\n", target);
-		goto out;
-	}
-	if (!(eng = load_engine(preload_lib, &probe)))
-		goto out;
-	if (resolve(&t, &res) < 0)
+	if (parse_or_complain(target, &t) < 0 ||
+	    load_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
 		goto out;
 	rv = 0;
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		char ip[INET6_ADDRSTRLEN];
+		char dest[TS_DEST_STR_MAX];
 		struct ts_dest d;
+		struct ts_decision dec;
 		struct ts_rule none = {.name = "(no rule)"};
-		dest_of(ai, &d, ip, sizeof ip);
-		const struct ts_rule *r = ts_policy_match(p, &d);
-		if (!r && t.is_name) {
+		if (ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &d) < 0)
+			continue;
+		ts_dest_format(&d, dest, sizeof dest);
+		say("%s%s%s%s", dest, t.is_name ? " (" : "",
+		    t.is_name ? t.host : "", t.is_name ? ")" : "");
+		/* As the program's own lookup of the name would be used: the
+		 * name is what the preload learns for the address. */
+		if (t.is_name)
 			d.host = t.host;
-			r = ts_policy_match(p, &d);
-		}
-		printf("%s%s%s:%u%s%s%s\n", ai->ai_family == AF_INET6 ? "[" : "",
-		       ip, ai->ai_family == AF_INET6 ? "]" : "", t.port,
-		       t.is_name ? " (" : "", t.is_name ? t.host : "",
-		       t.is_name ? ")" : "");
-		if (r) {
-			printf("  rule: [%s]\n", r->name);
-		} else {
-			printf("  no rule matches: the program's connection "
-			       "would not be upgraded; probing with the "
-			       "system trust store\n");
-			if (t.is_name)
-				none.sni = t.host;
-			r = &none;
-		}
-		const char *name = r->sni ? r->sni : ip;
-		if (probe_one(eng, probe, p, r, ai, ip, name))
+		ts_policy_decide(p, &d, &dec);
+		if (dec.verdict == TS_VERDICT_REFUSE) {
+			say("  verdict: REFUSED by the policy: %s", dec.why);
 			rv = 1;
+			continue;
+		}
+		if (dec.verdict == TS_VERDICT_UPGRADE) {
+			say("  rule: [%s]", dec.rule->name);
+			if (probe_one(&eng, p, dec.rule, ai, dec.port, dec.name,
+			              dec.send_sni))
+				rv = 1;
+		} else {
+			char ip[TS_DEST_IP_MAX];
+			say("  %s: the program's connection would not be "
+			    "upgraded; probing with the system trust store",
+			    dec.rule ? "rule with tls = no" : "no rule matches");
+			ts_dest_ip(&d, ip, sizeof ip);
+			if (probe_one(&eng, p, &none, ai, t.port,
+			              t.is_name ? t.host : ip, t.is_name))
+				rv = 1;
+		}
 		fflush(stdout);
 	}
 out:

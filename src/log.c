@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "escape.h"
 #include "forkwatch.h"
 #include "log.h"
 #include "real.h"
@@ -154,15 +155,19 @@ static void to_stderr(const char *line, size_t len)
 	write_all(2, line, len, S_ISFIFO(st.st_mode));
 }
 
-static void to_file(const char *path, const char *line, size_t len)
+/* false when the line could not be written there. */
+static bool to_file(const char *path, const char *line, size_t len)
 {
-	/* Opened per line: the program may close or reuse any fd number. */
+	/* Opened per line: the program may close or reuse any fd number.
+	 * Never through a symbolic link: one planted at the path would
+	 * send our lines into whatever file it names. */
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
-	                            O_NOCTTY | O_NONBLOCK, 0600);
+	                            O_NOCTTY | O_NONBLOCK | O_NOFOLLOW, 0600);
 	if (fd < 0)
-		return;
+		return false;
 	write_all(fd, line, len, false);
 	REAL(close)(fd);
+	return true;
 }
 
 static const int syslog_pri[] = {
@@ -207,25 +212,31 @@ static void emit(int level, char *line, size_t n)
 	/* line ends with '\n'; syslog gets it without prefix and newline. */
 	if (p && p->log_dest == TS_LOG_TO_SYSLOG)
 		to_syslog(level, line + prefix, n - prefix - 1);
-	if (p && p->log_file)
-		to_file(p->log_file, line, n);
-	else if (!p || p->log_dest != TS_LOG_TO_SYSLOG)
+	/* A log-file that cannot be opened (gone, a symbolic link): the
+	 * line goes to stderr rather than nowhere. */
+	if (p && p->log_file && to_file(p->log_file, line, n))
+		return;
+	if (!p || p->log_dest != TS_LOG_TO_SYSLOG || p->log_file)
 		to_stderr(line, n);
 }
 
+/* Every byte of the message that is not printable ASCII is escaped
+ * (escape.h): names the program resolved, certificate names and GnuTLS's
+ * texts reach the line through many callers, and none of them may put a
+ * control sequence on a terminal or split the line. */
 static size_t format(char *line, size_t cap, int level, const char *fmt,
                      va_list ap)
 {
+	char msg[LOG_LINE];
 	int n = snprintf(line, cap, "tlsshim: %s: ", ts_log_level_name(level));
 	if (n < 0)
 		n = 0;
 	/* vsnprintf formats into memory only: no stdio stream, no hook. */
-	int m = vsnprintf(line + n, cap - (size_t)n - 1, fmt, ap);
-	if (m < 0)
-		m = 0;
-	n += (size_t)m < cap - (size_t)n - 1 ? m : (int)(cap - (size_t)n - 2);
-	line[n++] = '\n';
-	return (size_t)n;
+	if (vsnprintf(msg, sizeof msg, fmt, ap) < 0)
+		msg[0] = '\0';
+	size_t len = (size_t)n + ts_escape(line + n, cap - (size_t)n - 1, msg);
+	line[len++] = '\n';
+	return len;
 }
 
 static void emit_fmt(int level, const char *fmt, ...)

@@ -755,15 +755,16 @@ static int parse_client_key(struct parser *ps, const struct key *k,
 	return 0;
 }
 
-static int parse_min_version(struct parser *ps, const struct key *k,
-                             void *obj, struct tok *v)
+/* min-version, max-version: 1.2 or 1.3, into an unsigned field (12, 13). */
+static int parse_version(struct parser *ps, const struct key *k, void *obj,
+                         struct tok *v)
 {
-	struct ts_rule *r = obj;
+	unsigned *out = FIELD(obj, k, unsigned);
 
 	if (!strcmp(v->s, "1.2"))
-		r->min_version = 12;
+		*out = 12;
 	else if (!strcmp(v->s, "1.3"))
-		r->min_version = 13;
+		*out = 13;
 	else {
 		perr(ps, v->col, "bad %s '%.64s': expected 1.2 or 1.3",
 		     k->name, v->s);
@@ -928,7 +929,8 @@ static int parse_log_dest(struct parser *ps, const struct key *k, void *obj,
 
 /* log-file = PATH, resolved against the policy's directory. The file is
  * opened for each line (a program may close or reuse any fd), so it need
- * not exist yet; its directory must. */
+ * not exist yet; its directory must. It is never opened through a
+ * symbolic link (log.c), so one already there is an error here. */
 static int parse_log_file(struct parser *ps, const struct key *k, void *obj,
                           struct tok *v)
 {
@@ -949,6 +951,13 @@ static int parse_log_file(struct parser *ps, const struct key *k, void *obj,
 			free(full);
 			return -1;
 		}
+	}
+	if (lstat(full, &st) == 0 && S_ISLNK(st.st_mode)) {
+		perr(ps, v->col, "bad %s %s: a symbolic link (tlsshim does "
+		     "not follow one there: name the file itself)", k->name,
+		     full);
+		free(full);
+		return -1;
 	}
 	*FIELD(obj, k, char *) = full;
 	return 0;
@@ -1045,7 +1054,11 @@ static const struct key keys[] = {
 	{.name = "client-key", .scope = SCOPE_RULE,
 	 .parse = parse_client_key},
 	{.name = "min-version", .scope = SCOPE_RULE,
-	 .parse = parse_min_version},
+	 .parse = parse_version,
+	 .offset = offsetof(struct ts_rule, min_version)},
+	{.name = "max-version", .scope = SCOPE_RULE,
+	 .parse = parse_version,
+	 .offset = offsetof(struct ts_rule, max_version)},
 	{.name = "priority", .scope = SCOPE_RULE,
 	 .parse = parse_priority,
 	 .offset = offsetof(struct ts_rule, priority)},
@@ -1094,6 +1107,12 @@ static void close_section(struct parser *ps)
 				        "rule '%s' has tls = no: '%s' means "
 				        "nothing without TLS", r->name,
 				        keys[i].name);
+		if (r->name && r->min_version && r->max_version &&
+		    r->min_version > r->max_version)
+			perr_at(ps, ps->seen[find_key("max-version") - keys], 1,
+			        "rule '%s': min-version 1.%u is above "
+			        "max-version 1.%u", r->name,
+			        r->min_version - 10, r->max_version - 10);
 		if (r->name && r->alpn_required &&
 		    !ps->seen[find_key("alpn") - keys])
 			perr_at(ps, r->line, ps->section_col,

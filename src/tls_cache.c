@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 struct entry {
 	struct entry *prev, *next;
 	unsigned char key[32];
+	time_t until;        /* not offered from then on; 0: no limit */
 	gnutls_datum_t data; /* gnutls_session_get_data2() output */
 };
 
@@ -88,7 +90,8 @@ void ts_tls_cache_put(const struct ts_tls_cache_key *k,
 {
 	struct entry *e;
 
-	if (!k->valid || !data->data || !data->size)
+	if (!k->valid || !data->data || !data->size ||
+	    (k->until && time(NULL) >= k->until))
 		return;
 	pthread_once(&once, init);
 	e = calloc(1, sizeof *e);
@@ -102,6 +105,7 @@ void ts_tls_cache_put(const struct ts_tls_cache_key *k,
 	memcpy(e->data.data, data->data, data->size);
 	e->data.size = data->size;
 	memcpy(e->key, k->h, sizeof e->key);
+	e->until = k->until;
 
 	pthread_mutex_lock(&lock);
 	e->next = head;
@@ -129,22 +133,34 @@ void ts_tls_cache_put(const struct ts_tls_cache_key *k,
 }
 
 bool ts_tls_cache_take(const struct ts_tls_cache_key *k,
-                       gnutls_datum_t *out)
+                       gnutls_datum_t *out, time_t *until)
 {
-	struct entry *e;
+	struct entry *e, *next, *stale = NULL;
+	time_t now = time(NULL);
 
 	if (!k->valid)
 		return false;
 	pthread_mutex_lock(&lock);
-	for (e = head; e; e = e->next)
-		if (memcmp(e->key, k->h, sizeof e->key) == 0) {
-			unlink_entry(e);
+	for (e = head; e; e = next) {
+		next = e->next;
+		if (memcmp(e->key, k->h, sizeof e->key))
+			continue;
+		unlink_entry(e);
+		if (!e->until || now < e->until)
 			break;
-		}
+		e->next = stale; /* past its chain's validity: dropped */
+		stale = e;
+	}
 	pthread_mutex_unlock(&lock);
+	for (struct entry *x = stale, *n; x; x = n) {
+		n = x->next;
+		free_entry(x);
+	}
 	if (!e)
 		return false;
 	*out = e->data;
+	if (until)
+		*until = e->until;
 	free(e);
 	return true;
 }
@@ -185,14 +201,15 @@ static int add_str(gnutls_hash_hd_t h, const char *s)
 
 /* Everything but the peer address, into k->pre. */
 static bool key_pre(struct ts_tls_cache_key *k, const struct ts_tls_params *p,
-                    const char *priority)
+                    const unsigned char trust[32])
 {
-	static const char version[] = "tlsshim session key 2";
+	static const char version[] = "tlsshim session key 3";
 	const struct ts_rule *r = p->rule;
 	gnutls_hash_hd_t h;
 	int bad = 0;
 
 	k->valid = false;
+	k->until = 0;
 	if (!r || !p->verify_name)
 		return false;
 	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
@@ -203,19 +220,19 @@ static bool key_pre(struct ts_tls_cache_key *k, const struct ts_tls_params *p,
 	bad |= add_str(h, p->sni);
 	bad |= add_str(h, p->verify_name);
 	bad |= add_str(h, r->ca_file);
-	bad |= add(h, r->ca.data, r->ca.len); /* NULL: the system store */
 	bad |= add_str(h, r->crl_file);
-	bad |= add(h, r->crl.data, r->crl.len);
+	bad |= add(h, trust, 32); /* the CA and CRL bytes in use */
 	bad |= add(h, r->pins, r->npins * sizeof *r->pins);
 	bad |= add_str(h, r->client_cert); /* the client identity */
 	bad |= add(h, r->cert.data, r->cert.len);
 	bad |= add_str(h, r->client_key);
 	bad |= add(h, &r->min_version, sizeof r->min_version);
+	bad |= add(h, &r->max_version, sizeof r->max_version);
 	for (size_t i = 0; i < r->nalpn; i++)
 		bad |= add_str(h, r->alpn[i]);
 	bad |= add(h, &r->nalpn, sizeof r->nalpn);
 	bad |= add(h, &r->alpn_required, sizeof r->alpn_required);
-	bad |= add_str(h, priority);
+	bad |= add_str(h, r->priority);
 	gnutls_hash_deinit(h, k->pre);
 	return bad == 0;
 }
@@ -240,9 +257,9 @@ static bool key_final(struct ts_tls_cache_key *k, const void *peer,
 bool ts_tls_cache_key_compute(struct ts_tls_cache_key *k,
                               const struct ts_tls_params *p,
                               const void *peer, size_t peerlen,
-                              const char *priority)
+                              const unsigned char trust[32])
 {
-	return key_pre(k, p, priority) && key_final(k, peer, peerlen);
+	return key_pre(k, p, trust) && key_final(k, peer, peerlen);
 }
 
 /* The address and port alone: sin_zero and the like stay out. */
@@ -297,10 +314,11 @@ static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when,
 }
 
 void ts_tls_cache_attach(gnutls_session_t s, struct ts_tls_cache_key *k,
-                         const struct ts_tls_params *p, const char *priority)
+                         const struct ts_tls_params *p,
+                         const unsigned char trust[32])
 {
 	k->pending = false;
-	if (!key_pre(k, p, priority))
+	if (!key_pre(k, p, trust))
 		return;
 	k->fd = p->fd;
 	k->pending = true;
@@ -322,7 +340,7 @@ void ts_tls_cache_begin(gnutls_session_t s)
 	size_t n = peer_bytes(k->fd, peer, sizeof peer);
 	if (!n || !key_final(k, peer, n))
 		return;
-	if (ts_tls_cache_take(k, &d)) {
+	if (ts_tls_cache_take(k, &d, &k->until)) {
 		/* A session the server no longer accepts costs nothing but
 		 * the full handshake GnuTLS then does in the same
 		 * connection. */

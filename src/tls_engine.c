@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/single_threaded.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 
 #include <gnutls/gnutls.h>
@@ -23,27 +24,13 @@
 #include "engine.h"
 #include "tls_cache.h"
 #include "tls_nodelay.h"
+#include "tls_verify.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
 /* One record's payload: a send never takes more, so a queued record is
  * always exactly what the caller was told was taken. */
 #define MAX_CHUNK 16384
-
-/* TLS 1.0 and 1.1 are never offered: the versions are appended to any
- * priority string, so an expert `priority` cannot bring them back. */
-static const char base_priority[] = "NORMAL";
-static const char vers_12[] =
-	":-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%PROFILE_MEDIUM";
-static const char vers_13[] = ":-VERS-ALL:+VERS-TLS1.3:%PROFILE_MEDIUM";
-
-/* Certificate verification uses the MEDIUM profile (112-bit security: RSA
- * and DH below 2048 bits refused), set in the priority string above: set
- * as credential verify flags it also refused sound P-256 chains ("insecure
- * algorithm"). SHA-1 signatures are refused by GnuTLS 3.7's defaults (no
- * GNUTLS_VERIFY_ALLOW_SIGN_WITH_SHA1). CRLs are verified with the same
- * profile. */
-#define VERIFY_FLAGS GNUTLS_PROFILE_TO_VFLAGS(GNUTLS_PROFILE_MEDIUM)
 
 static struct ts_engine_io io;
 
@@ -64,6 +51,8 @@ struct ts_tls {
 	char verify_name[256];
 	char reason[512];
 	const struct ts_rule *rule;
+	struct ts_cred *cred;     /* the rule's credentials (a reference) */
+	struct ts_verify verify;  /* the chain GnuTLS verified (tls_verify.c) */
 	int keylog_fd;    /* keylog-file, opened per session; -1: none */
 	/* Where the transport goes instead of the fd of the call while the
 	 * program's number names something else (exec's swap); -1: none. */
@@ -71,220 +60,6 @@ struct ts_tls {
 };
 _Static_assert(offsetof(struct ts_tls, ckey) == 0,
                "the session pointer is both the ts_tls and its cache key");
-
-/* Credentials, loaded once per rule and shared read-only by every session
- * of that rule. The policy is immutable, so the rule pointer is the key. */
-struct cred {
-	struct cred *next;
-	const struct ts_rule *rule;
-	gnutls_certificate_credentials_t xcred;
-	gnutls_priority_t prio;
-	gnutls_datum_t alpn[16];
-	unsigned nalpn;
-};
-static struct cred *creds;
-static pthread_mutex_t creds_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* No credentials load may be half done at fork: a child connecting with a
- * lock its vanished thread held would hang. */
-static void creds_prepare(void)
-{
-	pthread_mutex_lock(&creds_lock);
-}
-
-static void creds_release(void)
-{
-	pthread_mutex_unlock(&creds_lock);
-}
-
-/* The rule's priority string with the versions appended; on a syntax error
- * the reason names the position in the rule's own string. */
-static int load_priority(const struct ts_rule *r, gnutls_priority_t *out,
-                         char *err, size_t errlen)
-{
-	const char *user = r->priority ? r->priority : base_priority;
-	const char *vers = r->min_version == 13 ? vers_13 : vers_12;
-	size_t ul = strlen(user), vl = strlen(vers);
-	char *buf = malloc(ul + vl + 1);
-	const char *errpos = NULL;
-	int ret;
-
-	if (!buf) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	memcpy(buf, user, ul);
-	memcpy(buf + ul, vers, vl + 1);
-	ret = gnutls_priority_init2(out, buf, &errpos, 0);
-	if (ret < 0) {
-		if (ret == GNUTLS_E_INVALID_REQUEST && errpos &&
-		    errpos >= buf && errpos < buf + ul)
-			snprintf(err, errlen, "priority '%.200s': syntax error "
-			         "at position %zu ('%.*s')", user,
-			         (size_t)(errpos - buf) + 1,
-			         (int)(ul - (size_t)(errpos - buf)), errpos);
-		else
-			snprintf(err, errlen, "priority '%.200s': %s", user,
-			         gnutls_strerror(ret));
-		*out = NULL;
-	}
-	free(buf);
-	return ret < 0 ? -1 : 0;
-}
-
-/* CRLs are added with their own signature checked against the trust
- * anchors: a CRL that does not verify is an error, never skipped. */
-static int load_crl(const struct ts_rule *r,
-                    gnutls_certificate_credentials_t x, char *err,
-                    size_t errlen)
-{
-	gnutls_x509_trust_list_t tl = NULL;
-	gnutls_x509_crl_t *crls = NULL;
-	unsigned n = 0;
-	gnutls_datum_t d = {r->crl.data, (unsigned)r->crl.len};
-	int ret;
-
-	ret = gnutls_x509_crl_list_import2(&crls, &n, &d, GNUTLS_X509_FMT_PEM,
-	                                   0);
-	if (ret < 0 || n == 0) {
-		snprintf(err, errlen, "crl-file %s: %s", r->crl_file,
-		         ret < 0 ? gnutls_strerror(ret) : "no CRL found");
-		return -1;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		time_t next = gnutls_x509_crl_get_next_update(crls[i]);
-		if (next != (time_t)-1 && next < time(NULL)) {
-			snprintf(err, errlen, "crl-file %s: CRL %u is out of "
-			         "date (next update has passed)", r->crl_file,
-			         i + 1);
-			goto fail;
-		}
-	}
-	gnutls_certificate_get_trust_list(x, &tl);
-	ret = gnutls_x509_trust_list_add_crls(
-		tl, crls, n, GNUTLS_TL_VERIFY_CRL | GNUTLS_TL_FAIL_ON_INVALID_CRL,
-		VERIFY_FLAGS);
-	if (ret < 0 || (unsigned)ret != n) {
-		snprintf(err, errlen, "crl-file %s: %s", r->crl_file,
-		         ret < 0 ? "a CRL is not signed by a trusted CA "
-		                   "(its own verification failed)"
-		                 : "a CRL did not verify");
-		/* On failure the list owns what it took; free only ours. */
-		gnutls_free(crls);
-		return -1;
-	}
-	gnutls_free(crls); /* the CRLs themselves belong to the list now */
-	return 0;
-fail:
-	for (unsigned i = 0; i < n; i++)
-		gnutls_x509_crl_deinit(crls[i]);
-	gnutls_free(crls);
-	return -1;
-}
-
-static void cred_free(struct cred *c)
-{
-	if (!c)
-		return;
-	if (c->prio)
-		gnutls_priority_deinit(c->prio);
-	if (c->xcred)
-		gnutls_certificate_free_credentials(c->xcred);
-	free(c);
-}
-
-/* Builds everything a rule's sessions share; every policy value GnuTLS
- * must judge (priority, CRL, client key) is judged here, so a bad one
- * fails the first connect, and tlsshim --check, with its reason. */
-static struct cred *cred_new(const struct ts_rule *r, char *err,
-                             size_t errlen)
-{
-	struct cred *c = calloc(1, sizeof *c);
-	int ret;
-
-	if (!c) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	c->rule = r;
-	if (load_priority(r, &c->prio, err, errlen) < 0)
-		goto err;
-	ret = gnutls_certificate_allocate_credentials(&c->xcred);
-	if (ret < 0) {
-		snprintf(err, errlen, "%s", gnutls_strerror(ret));
-		goto err;
-	}
-	if (r->ca.data) {
-		gnutls_datum_t d = {r->ca.data, (unsigned)r->ca.len};
-		ret = gnutls_certificate_set_x509_trust_mem(
-			c->xcred, &d, GNUTLS_X509_FMT_PEM);
-		if (ret == 0)
-			ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
-		if (ret < 0) {
-			snprintf(err, errlen, "ca-file %s: %s", r->ca_file,
-			         gnutls_strerror(ret));
-			goto err;
-		}
-	} else {
-		ret = gnutls_certificate_set_x509_system_trust(c->xcred);
-		if (ret == 0)
-			ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
-		if (ret < 0) {
-			snprintf(err, errlen, "system trust store: %s",
-			         gnutls_strerror(ret));
-			goto err;
-		}
-	}
-	if (r->crl.data && load_crl(r, c->xcred, err, errlen) < 0)
-		goto err;
-	if (r->client_cert && r->client_key) {
-		if (r->cert.data && r->key.data) {
-			gnutls_datum_t cd = {r->cert.data, (unsigned)r->cert.len};
-			gnutls_datum_t kd = {r->key.data, (unsigned)r->key.len};
-			ret = gnutls_certificate_set_x509_key_mem2(
-				c->xcred, &cd, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
-		} else {
-			/* pkcs11: URLs (a file beside a URL works too). */
-			ret = gnutls_certificate_set_x509_key_file2(
-				c->xcred, r->client_cert, r->client_key,
-				GNUTLS_X509_FMT_PEM, NULL, 0);
-		}
-		if (ret < 0) {
-			snprintf(err, errlen, "client-cert %s / client-key "
-			         "%s: %s", r->client_cert, r->client_key,
-			         gnutls_strerror(ret));
-			goto err;
-		}
-	}
-	for (size_t i = 0; i < r->nalpn && i < 16; i++) {
-		c->alpn[i].data = (unsigned char *)r->alpn[i];
-		c->alpn[i].size = (unsigned)strlen(r->alpn[i]);
-		c->nalpn++;
-	}
-	return c;
-err:
-	cred_free(c);
-	return NULL;
-}
-
-static struct cred *cred_get(const struct ts_rule *r, char *err,
-                             size_t errlen)
-{
-	struct cred *c;
-
-	pthread_mutex_lock(&creds_lock);
-	for (c = creds; c; c = c->next)
-		if (c->rule == r)
-			goto out;
-	c = cred_new(r, err, errlen);
-	if (c) {
-		c->next = creds;
-		creds = c;
-	}
-out:
-	pthread_mutex_unlock(&creds_lock);
-	return c;
-}
 
 /* One engine call's transport: the fd and flags the program's call asked
  * for, and what the kernel answered. It lives on the caller's stack and
@@ -440,11 +215,83 @@ static int to_keylog(gnutls_session_t s, const char *label,
 	return 0;
 }
 
+/* keylog-file: the session's secrets go only to a regular file of this
+ * user's that nobody else may read, and never through a symbolic link
+ * (one planted there would send them wherever it points). Opened per
+ * session: -1 with the reason when refused. */
+static int open_keylog(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+	                            O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
+	              0600);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "keylog-file %s: %s", path,
+		         errno == ELOOP ? "a symbolic link: refused (name the "
+		                          "file itself)"
+		                        : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0)
+		snprintf(err, errlen, "keylog-file %s: %s", path,
+		         strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		snprintf(err, errlen, "keylog-file %s: not a regular file: "
+		         "refused", path);
+	else if (st.st_uid != geteuid())
+		snprintf(err, errlen, "keylog-file %s: owned by uid %u, not by "
+		         "this user (uid %u): refused", path,
+		         (unsigned)st.st_uid, (unsigned)geteuid());
+	else if (st.st_mode & 077)
+		snprintf(err, errlen, "keylog-file %s: mode %04o lets group or "
+		         "others at the session keys: refused (chmod 600 it)",
+		         path, (unsigned)(st.st_mode & 07777));
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+
+/* The name to send and verify as the certificate means it: lower case,
+ * without the root's trailing dot ("Host.Example." is host.example). A
+ * name libc would read as an IPv4 address but that is not one in the
+ * dotted quad ("127.1", "0x7f000001") is refused: as a DNS name GnuTLS
+ * would match it against DNS names and even the subject's CN, never
+ * against the certificate's IP addresses. */
+static int take_name(const char *in, char *out, size_t len, char *err,
+                     size_t errlen)
+{
+	unsigned char ip[16];
+	struct in_addr a;
+	size_t n = strlen(in);
+
+	if (n && in[n - 1] == '.')
+		n--;
+	if (!n || n >= len) {
+		snprintf(err, errlen, "bad name to verify: '%.64s'", in);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)(in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32
+		                                              : in[i]);
+	out[n] = '\0';
+	if (inet_pton(AF_INET, out, ip) != 1 &&
+	    inet_pton(AF_INET6, out, ip) != 1 && inet_aton(out, &a)) {
+		snprintf(err, errlen, "the name '%.64s' is an IPv4 address in "
+		         "a non-standard form: it cannot be verified as a name "
+		         "(use the address itself)", out);
+		return -1;
+	}
+	return 0;
+}
+
 static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
                                  size_t errlen)
 {
 	struct ts_tls *t = calloc(1, sizeof *t);
-	struct cred *cr;
+	struct ts_cred *cr;
+	char sni[256];
 	int ret;
 
 	if (!t) {
@@ -456,7 +303,11 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	atomic_init(&t->io_fd, -1);
 	pthread_mutex_init(&t->lock, NULL);
 	t->rule = p->rule;
-	cr = cred_get(p->rule, err, errlen);
+	if (take_name(p->verify_name, t->verify_name, sizeof t->verify_name,
+	              err, errlen) < 0 ||
+	    (p->sni && take_name(p->sni, sni, sizeof sni, err, errlen) < 0))
+		goto err;
+	cr = t->cred = ts_cred_get(p->rule, err, errlen);
 	if (!cr)
 		goto err;
 	ret = gnutls_init(&t->s, GNUTLS_CLIENT);
@@ -467,15 +318,9 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	gnutls_transport_set_pull_timeout_function(t->s, pull_timeout);
 	gnutls_transport_set_vec_push_function(t->s, push);
 	if (p->rule->keylog_file) {
-		t->keylog_fd = open(p->rule->keylog_file,
-		                    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
-		                            O_NOCTTY,
-		                    0600);
-		if (t->keylog_fd < 0) {
-			snprintf(err, errlen, "keylog-file %s: %s",
-			         p->rule->keylog_file, strerror(errno));
+		t->keylog_fd = open_keylog(p->rule->keylog_file, err, errlen);
+		if (t->keylog_fd < 0)
 			goto err;
-		}
 		gnutls_session_set_keylog_function(t->s, to_keylog);
 	} else {
 		gnutls_session_set_keylog_function(t->s, no_keylog);
@@ -492,30 +337,25 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 			goto gerr;
 	}
 	if (p->sni) {
-		ret = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, p->sni,
-		                             strlen(p->sni));
+		ret = gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, sni,
+		                             strlen(sni));
 		if (ret < 0)
 			goto gerr;
 	}
 	/* Chain, name and the server-auth key purpose, checked inside the
-	 * handshake (with a stapled OCSP response, and must-staple, checked
-	 * by GnuTLS as part of it). No verify callback is installed: a
-	 * session's verify function replaces these checks, and one on the
-	 * credentials is not even called once this is set. Pins and ALPN
-	 * are checked after the handshake, before anything is sent. */
-	if (snprintf(t->verify_name, sizeof t->verify_name, "%s",
-	             p->verify_name) >= (int)sizeof t->verify_name) {
-		snprintf(err, errlen, "name too long");
-		goto err;
-	}
+	 * handshake. No verify callback is installed: a session's verify
+	 * function replaces these checks, and one on the credentials is not
+	 * even called once this is set. The verify output function only
+	 * records the path GnuTLS validated; revocation, stapled OCSP,
+	 * must-staple, pins, the session floor and ALPN are judged on it
+	 * after the handshake, before anything is sent (tls_verify.c). */
 	t->vdata[0].type = GNUTLS_DT_DNS_HOSTNAME;
 	t->vdata[0].data = (unsigned char *)t->verify_name;
 	t->vdata[1].type = GNUTLS_DT_KEY_PURPOSE_OID;
 	t->vdata[1].data = (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER;
 	gnutls_session_set_verify_cert2(t->s, t->vdata, 2, 0);
-	ts_tls_cache_attach(t->s, &t->ckey, p,
-	                    p->rule->priority ? p->rule->priority
-	                                      : base_priority);
+	ts_verify_session_init(t->s);
+	ts_tls_cache_attach(t->s, &t->ckey, p, cr->trust_id);
 	return t;
 gerr:
 	snprintf(err, errlen, "%s", gnutls_strerror(ret));
@@ -524,72 +364,10 @@ err:
 		gnutls_deinit(t->s);
 	if (t->keylog_fd >= 0)
 		close(t->keylog_fd);
+	ts_cred_put(t->cred);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 	return NULL;
-}
-
-static void b64(const uint8_t *in, size_t n, char *out)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i, o = 0;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = tab[(v >> 6) & 63];
-		out[o++] = tab[v & 63];
-	}
-	if (i + 1 == n) {
-		unsigned v = (unsigned)in[i] << 16;
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = '=';
-		out[o++] = '=';
-	} else if (i + 2 == n) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = tab[(v >> 6) & 63];
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-}
-
-/* RFC 7469: some certificate the server presented (its chain verified
- * already) has a public key whose SPKI SHA-256 is pinned. */
-static int check_pins(struct ts_tls *t)
-{
-	const struct ts_rule *r = t->rule;
-	unsigned n = 0;
-	const gnutls_datum_t *certs = gnutls_certificate_get_peers(t->s, &n);
-	char shown[48] = "none";
-
-	for (unsigned i = 0; certs && i < n; i++) {
-		gnutls_x509_crt_t crt;
-		uint8_t id[32];
-		size_t idlen = sizeof id;
-		if (gnutls_x509_crt_init(&crt) < 0)
-			break;
-		int ret = gnutls_x509_crt_import(crt, &certs[i],
-		                                 GNUTLS_X509_FMT_DER);
-		if (ret == 0)
-			ret = gnutls_x509_crt_get_key_id(
-				crt, GNUTLS_KEYID_USE_SHA256, id, &idlen);
-		gnutls_x509_crt_deinit(crt);
-		if (ret < 0 || idlen != 32)
-			continue;
-		if (i == 0)
-			b64(id, 32, shown);
-		for (size_t j = 0; j < r->npins; j++)
-			if (!memcmp(r->pins[j], id, 32))
-				return 0;
-	}
-	snprintf(t->reason, sizeof t->reason,
-	         "no pin-sha256 matches the server's certificates (server "
-	         "key pin-sha256 %s)", shown);
-	return -1;
 }
 
 /* In TLS 1.3 a server judges the client's certificate after the client's
@@ -625,7 +403,8 @@ static int check_alpn(struct ts_tls *t)
  * handed to the program: nothing of the program's has been sent. */
 static int after_handshake(struct ts_tls *t)
 {
-	if (t->rule->npins && check_pins(t) < 0)
+	if (ts_verify_after(t->s, &t->verify, t->cred, &t->ckey.until,
+	                    t->reason, sizeof t->reason) < 0)
 		return -1;
 	if (t->rule->alpn_required && check_alpn(t) < 0)
 		return -1;
@@ -695,7 +474,9 @@ static int handshake_locked(struct ts_tls *t, char *err, size_t errlen)
 
 	ts_tls_cache_begin(t->s);
 	bool nd = ts_nodelay_step(t->fd);
+	ts_verify_capture(&t->verify);
 	ret = gnutls_handshake(t->s);
+	ts_verify_capture(NULL);
 	t->nodelay = ts_nodelay_step_end(t->fd, nd, ret == 0);
 	if (ret == 0) {
 		if (after_handshake(t) == 0) {
@@ -931,6 +712,8 @@ static void tls_destroy(struct ts_tls *t)
 	gnutls_deinit(t->s);
 	if (t->keylog_fd >= 0)
 		close(t->keylog_fd);
+	ts_verify_clear(&t->verify);
+	ts_cred_put(t->cred);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -946,7 +729,7 @@ static void tls_child_reset(struct ts_tls *t)
  * gone (libc's fork has handlers for these; the others do not). */
 static void tls_process_reset(void)
 {
-	pthread_mutex_init(&creds_lock, NULL);
+	ts_cred_child_reset();
 	ts_tls_cache_child_reset();
 }
 
@@ -959,11 +742,7 @@ static void tls_set_io_fd(struct ts_tls *t, int fd)
  * connect of this rule. */
 static int tls_check_rule(const struct ts_rule *r, char *err, size_t errlen)
 {
-	struct cred *c = cred_new(r, err, errlen);
-	if (!c)
-		return -1;
-	cred_free(c);
-	return 0;
+	return ts_cred_check(r, err, errlen);
 }
 
 static const struct ts_engine ops = {
@@ -989,10 +768,17 @@ EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)
 {
 	if (gnutls_global_init() < 0)
 		return NULL;
-	pthread_atfork(creds_prepare, creds_release, creds_release);
+	ts_cred_init();
 	io = *tio;
 	ts_nodelay_bind(&io);
 	return &ops;
+}
+
+/* For tlsshim --explain: the versions r's sessions offer. */
+EXPORT int ts_engine_versions(const struct ts_rule *r, char *buf, size_t len,
+                              char *err, size_t errlen)
+{
+	return ts_cred_versions(r, buf, len, err, errlen);
 }
 
 /* ---- probe (tlsshim --probe) ----
@@ -1001,31 +787,6 @@ EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)
  * the launcher, one line at a time through out(). Called after the
  * handshake, whether it verified or not: the chain is what one needs to
  * debug a failure or write a pin. Public data only, never key material. */
-
-static void probe_b64(const unsigned char *in, size_t n, char *out)
-{
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i, o = 0;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 |
-		             in[i + 2];
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = tab[(v >> 6) & 63];
-		out[o++] = tab[v & 63];
-	}
-	if (i < n) {
-		unsigned v = (unsigned)in[i] << 16 |
-		             (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-}
 
 static void probe_time(time_t t, char *buf, size_t len)
 {
@@ -1094,7 +855,7 @@ static void probe_cert(const gnutls_datum_t *der, unsigned idx,
 	if (gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA256, id,
 	                               &idlen) == 0 && idlen == 32) {
 		char b64[64];
-		probe_b64(id, idlen, b64);
+		ts_b64(id, idlen, b64);
 		snprintf(line, sizeof line, "  pin-sha256: %s", b64);
 		out(ctx, line);
 	}

@@ -22,16 +22,30 @@ setup() {
 	P=$BATS_TEST_TMPDIR/p.conf
 }
 
-@test "policy error: a CRL signed by an untrusted CA (check and connect)" {
-	vpolicy "$P" 9 "crl-file = $CERTS/other.crl"
+@test "policy error: a CRL that names the trusted CA but is not signed by it (check and connect)" {
+	require_pymod cryptography
+	local forged=$BATS_TEST_TMPDIR/forged.crl
+	$PY "$HELPERS/labpki.py" forge-crl "$CERTS/ca.pem" "$CERTS/other-ca.key" \
+		"$forged"
+	vpolicy "$P" 9 "crl-file = $forged"
 	shim --check "$P"
 	assert_failure
-	assert_output "$P:1: rule 'v': crl-file $CERTS/other.crl: a CRL is not signed by a trusted CA (its own verification failed)"
+	assert_output "$P:1: rule 'v': crl-file $forged: a CRL is not signed by a trusted CA (its own verification failed)"
 	vserver S good
-	vpolicy "$P" "$S_PORT" "crl-file = $CERTS/other.crl"
+	vpolicy "$P" "$S_PORT" "crl-file = $forged"
 	run timeout 30 env TLSSHIM_POLICY="$P" LD_PRELOAD="$LIB" $PY \
 		"$HELPERS/plainclient.py" send 127.0.0.1 "$S_PORT" "$MARKER"
 	vrefused S 127.0.0.1 "crl-file .*: a CRL is not signed by a trusted CA"
+}
+
+# A CRL whose issuer is no trust anchor may be an intermediate's, which
+# only a chain can show (--check passes it); but it judges nothing on this
+# server's chain, and crl-file must judge the server's certificate.
+@test "refused: a CRL signed by an untrusted CA says nothing about the server" {
+	vserver S good
+	vpolicy "$P" "$S_PORT" "crl-file = $CERTS/other.crl"
+	vclient 127.0.0.1 "$S_PORT"
+	vrefused S 127.0.0.1 "crl-file .*/other.crl holds no CRL from CN=tlsshim test CA, the issuer of the server's certificate \(CN=good\): its revocation cannot be judged"
 }
 
 @test "policy error: crl-file that is no CRL" {

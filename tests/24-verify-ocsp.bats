@@ -21,32 +21,6 @@ setup() {
 	P=$BATS_TEST_TMPDIR/p.conf
 }
 
-# staple_server NAME CERT OCSP-FILE|none: openssl s_server stapling the
-# response, behind a raw recorder; exports NAME_PORT (the recorder's).
-staple_server() {
-	local name=$1 cert=$2 ocsp=$3 port i
-	port=$($PY -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	local args=()
-	[ "$ocsp" = none ] || args=(-status_file "$CERTS/$ocsp")
-	timeout 120 openssl s_server -accept "127.0.0.1:$port" -www \
-		-cert "$CERTS/$cert.pem" -key "$CERTS/$cert.key" "${args[@]}" \
-		</dev/null >/dev/null 2>>"$BATS_TEST_TMPDIR/s_server.log" 3>&- &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	for i in $(seq 100); do
-		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-		sleep 0.1
-	done
-	vserver "$name" x --forward "$port"
-}
-
-REQ=$(printf 'GET /%s HTTP/1.0\r\n\r\n' "$MARKER")
-
-sclient() {
-	shim -p "$P" -- $PY "$HELPERS/plainclient.py" send 127.0.0.1 \
-		"$1" "$REQ"
-}
-
 @test "accepted: must-staple certificate with a good staple" {
 	staple_server S mustaple mustaple-good.ocsp
 	vpolicy "$P" "$S_PORT"

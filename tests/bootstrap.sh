@@ -24,7 +24,8 @@ packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   bats bats-assert bats-support python3 curl wget socat nodejs
   netcat-openbsd ncat binutils procps
   scdoc redis-server redis-tools mosquitto mosquitto-clients memcached
-  libmemcached-tools slapd ldap-utils openssl
+  libmemcached-tools slapd ldap-utils openssl python3-cryptography
+  libnss-wrapper
   valgrind clang libclang-rt-14-dev
   golang-go musl-tools libc6-i386
   links lynx default-jdk-headless util-linux"

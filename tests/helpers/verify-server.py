@@ -12,6 +12,11 @@ through a socketpair whose far end the ssl module serves.
   --alpn P[,P]       protocols the server selects from (none: no ALPN)
   --client-ca FILE   require a client certificate signed by FILE
   --sni FILE         append the SNI each client sent ("-" for none)
+  --version-file F   append the version each handshake negotiated
+  --ciphers STR      OpenSSL cipher string for TLS 1.2 (default
+                     "ALL:@SECLEVEL=0"; "eNULL:@SECLEVEL=0" offers only
+                     ciphers without encryption)
+  --host ADDR        listen on ADDR (default 127.0.0.1; ::1 for IPv6)
   --forward PORT     no TLS here: record the raw bytes and relay them to
                      a TLS server on 127.0.0.1:PORT (openssl s_server)
 
@@ -40,13 +45,16 @@ p.add_argument("--tls-min")
 p.add_argument("--alpn")
 p.add_argument("--client-ca")
 p.add_argument("--sni")
+p.add_argument("--version-file")
+p.add_argument("--ciphers", default="ALL:@SECLEVEL=0")
+p.add_argument("--host", default="127.0.0.1")
 p.add_argument("--max-seconds", type=float, default=120)
 a = p.parse_args()
 
 V = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
      "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.set_ciphers("ALL:@SECLEVEL=0")
+ctx.set_ciphers(a.ciphers)
 if a.tls_min:
     ctx.minimum_version = V[a.tls_min]
 if a.tls_max:
@@ -108,6 +116,8 @@ def handle(c):
     t2.start()
     try:
         s = ctx.wrap_socket(far, server_side=True)
+        if a.version_file:
+            append(a.version_file, (s.version() + "\n").encode())
         while True:
             d = s.recv(65536)
             if not d:
@@ -124,9 +134,7 @@ def handle(c):
         t1.join(1)
 
 
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-s.listen(64)
+s = serverloop.listen(a.host, 64)
 open(a.raw, "ab").close()
 open(a.plain, "ab").close()
 serverloop.publish_port(s, a.port_file)

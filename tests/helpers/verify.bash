@@ -8,6 +8,13 @@
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
+# require_pymod MODULE: a Python module the test needs (Debian's python3-*
+# package, installed by tests/bootstrap.sh), or a loud failure.
+require_pymod() {
+	$PY -c "import $1" 2>/dev/null ||
+		fail "required Python module '$1' is not installed (python3-$1)"
+}
+
 vcerts() {
 	CERTS=$BATS_FILE_TMPDIR/certs
 	sh "$HELPERS/gencerts-verify.sh" "$CERTS" ||
@@ -47,18 +54,74 @@ pin_of() {
 
 MARKER=TLSSHIM-PLAINTEXT-MARKER-4f1c
 
-# vpolicy FILE PORT [lines...]: a rule "v" for 127.0.0.1:PORT and
-# localhost:PORT trusting ca.pem unless a line sets ca-file.
+# vpolicy FILE PORT [lines...]: a rule "v" for 127.0.0.1:PORT trusting
+# ca.pem unless a line sets ca-file.
 vpolicy() {
 	local f=$1 port=$2
 	shift 2
+	vrule "$f" "127.0.0.1:$port" "$@"
+}
+
+# vrule FILE MATCH [lines...]: a rule "v" for MATCH trusting ca.pem unless
+# a line sets ca-file (or tls = no, where ca-file means nothing).
+vrule() {
+	local f=$1 m=$2 l
+	shift 2
 	{
 		echo "[v]"
-		echo "match = 127.0.0.1:$port"
-		printf '%s\n' "$@" | grep -q '^ca-file' ||
+		echo "match = $m"
+		printf '%s\n' "$@" | grep -q -e '^ca-file' -e '^tls = no' ||
 			echo "ca-file = $CERTS/ca.pem"
 		for l in "$@"; do echo "$l"; done
 	} >"$f"
+}
+
+# labcerts: the lab PKI of tests/helpers/labpki.py in this file's
+# directory, as $CERTS (ca.pem is its root).
+labcerts() {
+	CERTS=$BATS_FILE_TMPDIR/lab
+	$PY "$HELPERS/labpki.py" init "$CERTS" || fail "labpki.py failed"
+	export CERTS
+}
+
+# labhosts: $HOSTS, the lab's names for nss_wrapper (nsw_setup).
+labhosts() {
+	HOSTS=$BATS_FILE_TMPDIR/hosts
+	printf '%s\n' '127.0.0.1 api.lab.test a.b.lab.test' \
+		'::1 v6.lab.test' >"$HOSTS"
+	export HOSTS
+}
+
+# nsw_setup: $NSW, nss_wrapper's library, for names that resolve through
+# libc from the hosts file $HOSTS (labhosts) -- no edit of /etc/hosts.
+nsw_setup() {
+	NSW=$(ls /usr/lib/*/libnss_wrapper.so 2>/dev/null | head -1)
+	[ -n "$NSW" ] || fail "libnss_wrapper.so is missing (libnss-wrapper)"
+}
+
+# nclient HOST PORT: the plaintext client under the preload (first, so
+# its resolver hooks see the lookups nss_wrapper answers from $HOSTS) with
+# the policy in $P, debug lines on; it sends $MARKER.
+nclient() {
+	run timeout 30 env LD_PRELOAD="$LIB $NSW" NSS_WRAPPER_HOSTS="$HOSTS" \
+		TLSSHIM_POLICY="$P" TLSSHIM_LOG=debug $PY \
+		"$HELPERS/plainclient.py" send "$1" "$2" "$MARKER"
+}
+
+# nshim ARGS...: the launcher, resolving through nss_wrapper too.
+nshim() {
+	run timeout 30 env \
+		LD_PRELOAD="${TLSSHIM_SAN_PRELOAD:+$TLSSHIM_SAN_PRELOAD }$NSW" \
+		NSS_WRAPPER_HOSTS="$HOSTS" "$TLSSHIM" "$@"
+}
+
+# An HTTP request carrying $MARKER, for openssl s_server -www
+# (staple_server); sclient PORT sends it under tlsshim with $P.
+REQ=$(printf 'GET /%s HTTP/1.0\r\n\r\n' "$MARKER")
+
+sclient() {
+	shim -p "$P" -- $PY "$HELPERS/plainclient.py" send 127.0.0.1 \
+		"$1" "$REQ"
 }
 
 # vclient HOST PORT: the plaintext client under tlsshim with the policy in
@@ -106,4 +169,26 @@ vaccepted() {
 	assert_output 0
 	run cat "$BATS_TEST_TMPDIR/$1.plain"
 	assert_output "$MARKER"
+}
+
+# staple_server NAME CERT OCSP-FILE|none [s_server args...]: openssl
+# s_server -www with CERT (and CERT's key), stapling the response, behind
+# a raw recorder; exports NAME_PORT (the recorder's).
+staple_server() {
+	local name=$1 cert=$2 ocsp=$3 port i
+	shift 3
+	port=$($PY -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	local args=()
+	[ "$ocsp" = none ] || args=(-status_file "$CERTS/$ocsp")
+	timeout 120 openssl s_server -accept "127.0.0.1:$port" -www \
+		-cert "$CERTS/$cert.pem" -key "$CERTS/$cert.key" "${args[@]}" \
+		"$@" </dev/null >/dev/null \
+		2>>"$BATS_TEST_TMPDIR/s_server.log" 3>&- &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	for i in $(seq 100); do
+		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+		sleep 0.1
+	done
+	vserver "$name" x --forward "$port"
 }

@@ -42,6 +42,18 @@ static size_t slurp(const char *path, char *buf, size_t len)
 	return n > 0 ? (size_t)n : 0;
 }
 
+/* Logs n copies of c as one info line on a fresh stderr at path; buf
+ * (len > n) gets what was written, and the length is returned. */
+static size_t long_line(const char *path, char c, size_t n, char *buf,
+                        size_t len)
+{
+	stderr_to(path);
+	memset(buf, c, n);
+	buf[n] = '\0';
+	ts_info("%s", buf);
+	return slurp(path, buf, len);
+}
+
 static unsigned count(const char *hay, const char *needle)
 {
 	unsigned n = 0;
@@ -68,6 +80,20 @@ int main(void)
 	slurp(path, buf, sizeof buf);
 	CHECK(!strcmp(buf, "tlsshim: info: hello 42\n"));
 
+	/* Untrusted text (a certificate subject, a name the program
+	 * resolved) cannot put a control sequence on the terminal or split
+	 * the line: every byte outside printable ASCII is \xNN. */
+	stderr_to(path);
+	ts_error("subject CN=%s end", "a\x1b]0;owned\x07" "b\nc\r\x9b" "2J\xc3\xa9\x7f");
+	slurp(path, buf, sizeof buf);
+	CHECK(!strcmp(buf, "tlsshim: error: subject CN=a\\x1b]0;owned\\x07b"
+	                   "\\x0ac\\x0d\\x9b2J\\xc3\\xa9\\x7f end\n"), "%s", buf);
+	/* A line full of escapes is cut at a whole escape, still one line. */
+	size_t esc = long_line(path, '\x1b', 1000, buf, sizeof buf);
+	CHECK(esc > 0 && esc <= 1024 && buf[esc - 1] == '\n' &&
+	      count(buf, "\n") == 1 && count(buf, "\x1b") == 0 &&
+	      (esc - 1 - strlen("tlsshim: info: ")) % 4 == 0);
+
 	/* The level is checked before formatting. */
 	ts_log_set_level(TS_LOG_WARN);
 	ts_debug("%s", (const char *)NULL + 1); /* never formatted */
@@ -87,11 +113,7 @@ int main(void)
 	CHECK(count(buf, "errors are never limited") == 2);
 
 	/* A long message is cut, still one line. */
-	stderr_to(path);
-	memset(buf, 'x', 3000);
-	buf[3000] = '\0';
-	ts_info("%s", buf);
-	size_t n = slurp(path, buf, sizeof buf);
+	size_t n = long_line(path, 'x', 3000, buf, sizeof buf);
 	CHECK(n > 0 && n <= 1024 && buf[n - 1] == '\n' &&
 	      count(buf, "\n") == 1);
 
@@ -147,6 +169,21 @@ int main(void)
 	slurp(path, buf, sizeof buf);
 	CHECK(buf[0] == '\0');
 
+	/* A symbolic link planted at the log-file path is not followed: its
+	 * target stays untouched and the line goes to stderr instead. */
+	char target[256];
+	snprintf(target, sizeof target, "%s/target", tmpdir);
+	close(open(target, O_WRONLY | O_CREAT, 0600));
+	unlink(logfile);
+	CHECK(symlink(target, logfile) == 0);
+	stderr_to(path);
+	ts_error("not through the link");
+	slurp(target, buf, sizeof buf);
+	CHECK(buf[0] == '\0');
+	slurp(path, buf, sizeof buf);
+	CHECK(!strcmp(buf, "tlsshim: error: not through the link\n"));
+	unlink(logfile);
+
 	/* log = syslog: one datagram per line, "<pri>tlsshim[pid]: ...". */
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s/log", tmpdir);
@@ -174,5 +211,6 @@ int main(void)
 		failures++;
 	if (failures)
 		fprintf(stdout, "%d failure(s)\n", failures);
-	return failures ? 1 : 0;
+	/* Every CHECK counts, not only the clean-up. */
+	return check_summary() || failures;
 }

@@ -1,5 +1,6 @@
 /* The verification keys of the policy (crl-file, pin-sha256, client-cert,
- * client-key, min-version, priority, alpn, alpn-required, keylog-file):
+ * client-key, min-version, max-version, priority, alpn, alpn-required,
+ * keylog-file, and the global log-file):
  * each bad value's message, and the fields a good policy sets.
  * Table-driven; "@D" stands for a fresh fixture directory. */
 #define _GNU_SOURCE
@@ -77,6 +78,12 @@ static const struct {
 	{R "min-version = 1.1\n", "bad min-version '1.1': expected 1.2 or "
 	                          "1.3"},
 	{R "min-version = 1.3\nmin-version = 1.2\n", "duplicate key"},
+	{R "max-version = 1.2\n", NULL},
+	{R "max-version = 1.3\nmin-version = 1.3\n", NULL},
+	{R "max-version = 1.4\n", "bad max-version '1.4': expected 1.2 or "
+	                          "1.3"},
+	{R "min-version = 1.3\nmax-version = 1.2\n",
+	 "t.conf:4:1: rule 'r': min-version 1.3 is above max-version 1.2"},
 	{R "priority = SECURE256:-VERS-TLS1.2\n", NULL},
 	{R "priority =\n", "empty value for 'priority'"},
 	{R "priority = NORMAL:%VERIFY_ALLOW_BROKEN\n",
@@ -92,6 +99,9 @@ static const struct {
 	                                         "expected yes or no"},
 	{R "alpn = h2\nalpn-required = no\n", NULL},
 	{R "keylog-file = @D/keys.log\n", NULL},
+	{"log-file = @D/tlsshim.log\n" R, NULL},
+	{"log-file = @D/link.log\n" R, "bad log-file @D/link.log: a symbolic "
+	                                "link"},
 	{"pin-sha256 = " PIN "\n", "'pin-sha256' is a rule key"},
 };
 
@@ -121,7 +131,8 @@ static void test_fields(void)
 	        "pin-sha256 = " PIN "\n"
 	        "pin-sha256 = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
 	        "client-cert = @D/cert.pem\nclient-key = @D/openkey.pem\n"
-	        "min-version = 1.3\npriority = SECURE256\n"
+	        "min-version = 1.3\nmax-version = 1.3\n"
+	        "priority = SECURE256\n"
 	        "alpn = h2 , http/1.1\nalpn-required = yes\n"
 	        "keylog-file = @D/keys.log\n",
 	      text, sizeof text);
@@ -142,6 +153,7 @@ static void test_fields(void)
 	CHECK(r->cert.data && r->key.data, "client material read");
 	CHECK(r->key_exposed, "a 0644 key is exposed");
 	CHECK(r->min_version == 13, "min_version %u", r->min_version);
+	CHECK(r->max_version == 13, "max_version %u", r->max_version);
 	CHECK(r->priority && !strcmp(r->priority, "SECURE256"), "priority");
 	CHECK(r->nalpn == 2 && !strcmp(r->alpn[0], "h2") &&
 	              !strcmp(r->alpn[1], "http/1.1"),
@@ -156,7 +168,8 @@ static void test_fields(void)
 	p = ts_policy_parse("t.conf", text, strlen(text), NULL, NULL, err,
 	                    sizeof err);
 	CHECK(p && !p->rules[0].key_exposed, "a 0600 key is not exposed");
-	CHECK(p && p->rules[0].min_version == 0 && !p->rules[0].npins &&
+	CHECK(p && p->rules[0].min_version == 0 &&
+	              p->rules[0].max_version == 0 && !p->rules[0].npins &&
 	              !p->rules[0].alpn_required && !p->rules[0].keylog_file,
 	      "defaults");
 	ts_policy_free(p);
@@ -179,11 +192,17 @@ int main(void)
 	write_file("openkey.pem", "-----BEGIN EC PRIVATE KEY-----\nAA==\n"
 	                          "-----END EC PRIVATE KEY-----\n", 0644);
 	write_file("empty.pem", "", 0644);
+	char link[512];
+	snprintf(link, sizeof link, "%s/link.log", dir);
+	if (symlink("/dev/null", link) < 0) {
+		perror(link);
+		return 2;
+	}
 	test_cases();
 	test_fields();
 	const char *names[] = {"crl.pem", "cert.pem", "key.pem",
-	                       "openkey.pem", "empty.pem"};
-	for (size_t i = 0; i < 5; i++) {
+	                       "openkey.pem", "empty.pem", "link.log"};
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
 		char path[512];
 		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
 		unlink(path);
