@@ -802,6 +802,38 @@ static void close_notify_flushed(struct ts_conn *c, int fd)
 	}
 }
 
+/* After close_notify: until our last bytes are out (bounded), take the
+ * peer's own records (TLS 1.3 tickets, KeyUpdate) as they come: one that
+ * arrives after the close, or lies unread at it, makes the kernel reset
+ * the connection and drop those bytes (docs/design.md, "Closing"). Called
+ * with recv_lock held. */
+static void await_sent(struct ts_conn *c, int fd, bool closing)
+{
+	int ms = (int)ts_state.policy->handshake_timeout_ms;
+
+	if (eng->close_linger(c->tls, fd, closing, ms) != TS_TLS_OK)
+		ts_warn("%s %s (%s): our last bytes still unsent after %d ms",
+		        c->rule->name, c->dest, c->name, ms);
+}
+
+/* The last close of a session this process owns. A thread inside a read
+ * takes the peer's records itself: then nothing is drained here. */
+static void close_session(struct ts_conn *c, int fd)
+{
+	int ms = (int)ts_state.policy->handshake_timeout_ms;
+	bool drain = pthread_mutex_trylock(&c->recv_lock) == 0;
+
+	/* A reset (asked for, or data left unread): no close_notify. */
+	if (!drain || !eng->close_drain(c->tls, fd, c->peek_len > 0, ms)) {
+		if (!c->wr_shut)
+			close_notify_flushed(c, fd);
+		if (drain)
+			await_sent(c, fd, true);
+	}
+	if (drain)
+		pthread_mutex_unlock(&c->recv_lock);
+}
+
 int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 {
 	/* The peer learns of our half-close from close_notify first, then
@@ -809,8 +841,14 @@ int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 	if ((how == SHUT_WR || how == SHUT_RDWR) && c->state == TS_CONN_READY) {
 		pthread_mutex_lock(&c->send_lock);
 		if (c->state == TS_CONN_READY && !c->wr_shut &&
-		    ts_conn_owned(c, true))
+		    ts_conn_owned(c, true)) {
 			close_notify_flushed(c, fd);
+			/* A program may exit without close() (socat does). */
+			if (pthread_mutex_trylock(&c->recv_lock) == 0) {
+				await_sent(c, fd, false);
+				pthread_mutex_unlock(&c->recv_lock);
+			}
+		}
 		pthread_mutex_unlock(&c->send_lock);
 	}
 	int rv = REAL(shutdown)(fd, how);
@@ -878,8 +916,8 @@ void ts_conn_forget(int fd)
 	/* close_notify goes out now, while fd still names this socket; a
 	 * thread still inside a call drops the last reference later. */
 	pthread_mutex_lock(&c->send_lock);
-	if (c->state == TS_CONN_READY && !c->wr_shut && ts_conn_owned(c, false))
-		close_notify_flushed(c, fd);
+	if (c->state == TS_CONN_READY && ts_conn_owned(c, false))
+		close_session(c, fd);
 	c->state = TS_CONN_BROKEN;
 	c->broken_errno = EBADF;
 	pthread_mutex_unlock(&c->send_lock);
