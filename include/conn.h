@@ -142,6 +142,10 @@ void ts_conn_alias(int newfd, struct ts_conn *c);
  * back): drop the state without any I/O on the new fd. */
 void ts_conn_purge(int fd);
 
+/* At exit (a destructor): the connections the program left open are
+ * closed by the kernel; take the peer's queued records first. */
+void ts_conn_exit(void);
+
 /* shutdown(2): SHUT_WR and SHUT_RDWR send close_notify first. */
 int ts_conn_shutdown(struct ts_conn *c, int fd, int how);
 

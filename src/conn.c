@@ -927,3 +927,37 @@ void ts_conn_forget(int fd)
 	        (unsigned long long)c->bytes_in);
 	ts_fdent_put(e);
 }
+
+/* At exit the kernel closes what the program left open, as close() would
+ * but without our hook: take the peer's records queued by then, as the
+ * last close does (close_notify stays unsent: stdio flushes its streams
+ * after this, and fdopen() streams on our fds write through the session).
+ * Threads may still run: an fd busy in another call is left as it is. */
+static void exit_one(int fd, struct ts_fdent *e, void *ctx)
+{
+	struct ts_conn *c = ts_conn_get(fd);
+
+	(void)e;
+	(void)ctx;
+	if (!c)
+		return;
+	if (pthread_mutex_trylock(&c->send_lock) == 0) {
+		if (c->state == TS_CONN_READY && ts_conn_owned(c, false) &&
+		    pthread_mutex_trylock(&c->recv_lock) == 0) {
+			int ms = (int)ts_state.policy->handshake_timeout_ms;
+			/* After shutdown(SHUT_WR) it also waits for our last
+			 * bytes, as the close would. */
+			if (!eng->close_drain(c->tls, fd, c->peek_len > 0, ms))
+				await_sent(c, fd, true);
+			pthread_mutex_unlock(&c->recv_lock);
+		}
+		pthread_mutex_unlock(&c->send_lock);
+	}
+	ts_conn_put(c);
+}
+
+void ts_conn_exit(void)
+{
+	if (atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
+		ts_fd_foreach(0, ~0u, exit_one, NULL);
+}
