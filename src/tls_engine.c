@@ -64,6 +64,10 @@ struct ts_tls {
 	 * next recv returns it first. */
 	bool has_held;
 	unsigned char held;
+	/* The first bytes the server sent: a refusal names them when they
+	 * are not TLS. */
+	unsigned char first[32];
+	unsigned nfirst;
 	/* GnuTLS keeps pointers to these until the handshake verifies. */
 	gnutls_typed_vdata_st vdata[2];
 	enum ts_nodelay nodelay; /* Nagle around the handshake */
@@ -348,9 +352,55 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 		x->pull_errno = e;
 		x->pull_eagain = e == EAGAIN || e == EWOULDBLOCK;
 		gnutls_transport_set_errno(t->s, e);
+	} else if (t->nfirst < sizeof t->first) {
+		size_t k = sizeof t->first - t->nfirst;
+		memcpy(t->first + t->nfirst, buf, (size_t)n < k ? (size_t)n : k);
+		t->nfirst += (size_t)n < k ? (unsigned)n : (unsigned)k;
 	}
 	errno = e;
 	return n;
+}
+
+/* A server that does not speak TLS on the port (an SMTP or MySQL greeting,
+ * an HTTP error) makes GnuTLS say only "An unexpected TLS packet was
+ * received". Every TLS record starts with a content type (20..24) and
+ * major version 3. When the first bytes are anything else, the reason
+ * says so and shows them, escaped: they come from the network, and no
+ * control character may reach a terminal or a log raw. */
+static bool not_tls_reason(struct ts_tls *t)
+{
+	char shown[sizeof t->first * 4 + 1];
+	size_t o = 0;
+
+	if (!t->nfirst || ((t->first[0] >= 20 && t->first[0] <= 24) &&
+	                   (t->nfirst < 2 || t->first[1] == 3)))
+		return false;
+	/* GnuTLS stopped at a record header: a greeting line has mostly
+	 * arrived with it. The connection is refused anyway. */
+	ssize_t n = io.recv(cur->fd, t->first + t->nfirst,
+	                    sizeof t->first - t->nfirst, MSG_DONTWAIT);
+	if (n > 0)
+		t->nfirst += (unsigned)n;
+	for (unsigned i = 0; i < t->nfirst; i++) {
+		unsigned char c = t->first[i];
+		const char *esc = c == '\\' ? "\\\\" : c == '"' ? "\\\"" :
+		                  c == '\r' ? "\\r" : c == '\n' ? "\\n" :
+		                  c == '\t' ? "\\t" : NULL;
+		if (esc)
+			o += (size_t)snprintf(shown + o, sizeof shown - o, "%s",
+			                      esc);
+		else if (c >= 0x20 && c < 0x7f)
+			shown[o++] = (char)c;
+		else
+			o += (size_t)snprintf(shown + o, sizeof shown - o,
+			                      "\\x%02x", c);
+	}
+	shown[o] = '\0';
+	snprintf(t->reason, sizeof t->reason,
+	         "the server does not speak TLS on this port (it sent: "
+	         "\"%s\"%s)", shown,
+	         t->nfirst == sizeof t->first ? "..." : "");
+	return true;
 }
 
 static int pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
@@ -709,7 +759,8 @@ static int handshake_locked(struct ts_tls *t, char *err, size_t errlen)
 		return TS_TLS_INTR;
 	if (!gnutls_error_is_fatal(ret))
 		return TS_TLS_WANT_READ;
-	set_reason(t, ret);
+	if (!not_tls_reason(t))
+		set_reason(t, ret);
 	snprintf(err, errlen, "%s", t->reason);
 	errno = fatal_errno(ret);
 	return TS_TLS_ERR;
