@@ -107,6 +107,10 @@ const struct ts_rule *ts_policy_match(const struct ts_policy *p,
                                       const struct ts_dest *dest);
 bool ts_match_fits(const struct ts_match *m, const struct ts_dest *dest);
 
+/* The keys the parser accepts, for the documentation test: the name of
+ * the i-th and whether it is global; NULL past the last. */
+const char *ts_policy_key(size_t i, bool *global);
+
 const char *ts_log_level_name(enum ts_log_level l);
 int ts_log_level_parse(const char *s); /* -1 if unknown */
 
