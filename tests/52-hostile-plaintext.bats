@@ -25,19 +25,9 @@ teardown_file() {
 banner() {
 	local name=$1
 	shift
-	local pf=$BATS_FILE_TMPDIR/$name.port
-	python3 "$HOSTILE/banner.py" --port-file "$pf" \
-		--raw "$BATS_FILE_TMPDIR/$name.raw" --max-seconds 300 "$@" \
-		3>&- 2>>"$BATS_FILE_TMPDIR/$name.log" &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	local i
-	for i in $(seq 100); do
-		[ -s "$pf" ] && break
-		sleep 0.1
-	done
-	[ -s "$pf" ] || fail "banner server $name did not start"
-	eval "${name}_PORT=\$(cat \"\$pf\")"
-	export "${name}_PORT"
+	background_server "$name" python3 "$HOSTILE/banner.py" \
+		--port-file "$BATS_FILE_TMPDIR/$name.port" \
+		--raw "$BATS_FILE_TMPDIR/$name.raw" --max-seconds 300 "$@"
 }
 
 setup() {

@@ -67,13 +67,8 @@ teardown_file() {
 sink() {
 	local name=$1
 	shift
-	local pf=$BATS_FILE_TMPDIR/$name.port
-	local res=$BATS_FILE_TMPDIR/$name.results
-	"$@" -p "$pf" -r "$res" 3>&- 2>>"$BATS_FILE_TMPDIR/$name.log" &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	wait_file "$pf" || fail "server $name did not start"
-	eval "${name}_PORT=\$(cat \"\$pf\")"
-	export "${name}_PORT"
+	background_server "$name" "$@" -p "$BATS_FILE_TMPDIR/$name.port" \
+		-r "$BATS_FILE_TMPDIR/$name.results"
 }
 
 # socat_sink NAME: OpenSSL (socat OPENSSL-LISTEN, TLS 1.3 only) on a
@@ -101,15 +96,6 @@ socat_next() { # NAME
 	done
 	cat "$log.now" >>"$log"
 	grep -q 'listening on' "$log.now" || fail "socat did not start"
-}
-
-wait_file() { # FILE: at most 10 s
-	local i
-	for i in $(seq 100); do
-		[ -s "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
 }
 
 lines() { # FILE: its number of lines, 0 if missing
