@@ -64,6 +64,10 @@ struct ts_tls {
 	 * next recv returns it first. */
 	bool has_held;
 	unsigned char held;
+	/* How the stream ended when such a drain met its end (GnuTLS's code
+	 * and the transport's errno): the next recv reports it as GnuTLS
+	 * reported it to the drain. 0: not met. */
+	int end_ret, end_errno;
 	/* The first bytes the server sent: a refusal names them when they
 	 * are not TLS. */
 	unsigned char first[32];
@@ -859,7 +863,12 @@ static ssize_t recv_locked(struct ts_tls *t, void *buf, size_t len)
 	}
 	for (;;) {
 		cur->pull_eagain = false;
-		ret = gnutls_record_recv(t->s, buf, len);
+		if (t->end_ret) {
+			ret = t->end_ret;
+			cur->pull_errno = t->end_errno;
+		} else {
+			ret = gnutls_record_recv(t->s, buf, len);
+		}
 		if (ret >= 0)
 			return ret;
 		switch (ret) {
@@ -1015,11 +1024,16 @@ static enum drained drain_locked(struct ts_tls *t, long long deadline)
 		}
 		if (ret == GNUTLS_E_AGAIN && cur->pull_eagain)
 			return DRAINED_EMPTY;
-		if (ret == 0 || (ret != GNUTLS_E_AGAIN &&
-		                 ret != GNUTLS_E_INTERRUPTED &&
-		                 ret != GNUTLS_E_REHANDSHAKE &&
-		                 gnutls_error_is_fatal((int)ret)))
+		if (ret == 0)
+			return DRAINED_END; /* close_notify: recv says 0 again */
+		if (ret != GNUTLS_E_AGAIN && ret != GNUTLS_E_INTERRUPTED &&
+		    ret != GNUTLS_E_REHANDSHAKE &&
+		    gnutls_error_is_fatal((int)ret)) {
+			/* GnuTLS would say "invalidated" from now on. */
+			t->end_ret = (int)ret;
+			t->end_errno = cur->pull_errno;
 			return DRAINED_END;
+		}
 		if (now_ms() >= deadline)
 			return DRAINED_EMPTY;
 	}

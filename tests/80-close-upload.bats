@@ -265,6 +265,19 @@ small() { # FILE BYTES: a file of BYTES random bytes
 	uploads KUS ncat close_notify "$DATA" 2
 }
 
+# shutdown(SHUT_WR) takes the server's records while the upload leaves;
+# the program reading on must still get the server's data and then the
+# end of the stream as 0: with close_notify (GnuTLS) and without (Python
+# closes without one).
+@test "write+shutdown, then read to the end: data and EOF, not an error" {
+	local f=$BATS_TEST_TMPDIR/8m
+	small "$f" 8388608
+	uploads PY13 halfclose close_notify "$f" 2
+	assert_output "upload_client: read 0 bytes"
+	uploads GREET halfclose close_notify "$f" 2
+	assert_output "upload_client: read 16000 bytes"
+}
+
 # A program that leaves the server's data unread gets the kernel's reset,
 # as it would over TCP: the control first, then TLS with the greeting
 # still in the kernel (close) and with it decrypted but only peeked at.

@@ -13,6 +13,9 @@
  *              before the parent writes: the child must not take from
  *              the socket what is the parent's (the server's greeting)
  *   exit       write everything, exit without close()
+ *   halfclose  write everything, shutdown(SHUT_WR), read to the end
+ *              ("upload_client: read N bytes"), close(): the end of the
+ *              stream must read as 0, not as an error
  *   greeting   read the server's whole greeting ($GREET bytes) first
  *   peek       MSG_PEEK the whole greeting and leave it unread
  *   unread     give the greeting 300 ms to arrive, leave it unread
@@ -162,8 +165,23 @@ int main(int argc, char **argv)
 			break;
 		write_all(s, buf, (size_t)r, nonblock);
 	}
-	if (!strcmp(mode, "shutdown") && shutdown(s, SHUT_WR) < 0)
+	if ((!strcmp(mode, "shutdown") || !strcmp(mode, "halfclose")) &&
+	    shutdown(s, SHUT_WR) < 0)
 		die("shutdown");
+	if (!strcmp(mode, "halfclose")) {
+		long got = 0;
+		for (;;) {
+			ssize_t r = read(s, buf, sizeof buf);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				die("read after shutdown");
+			if (r == 0)
+				break;
+			got += r;
+		}
+		printf("upload_client: read %ld bytes\n", got);
+	}
 	if (!strcmp(mode, "exit"))
 		exit(0); /* the kernel closes the socket */
 	if (close(s) < 0)
