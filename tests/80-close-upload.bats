@@ -46,6 +46,7 @@ setup_file() {
 		sink NOTICKET "$TLS_SINK" $c -t none -w 300
 		sink KUS "$TLS_SINK" $c -U 4194304
 		sink GREET "$TLS_SINK" $c -g 16000
+		sink STALL "$TLS_SINK" $c -w 60000
 		sink PY13 python3 "$UP/sink.py" --mode tls13 \
 			--cert "$CERTS/good.pem" --key "$CERTS/good.key"
 		sink PY12 python3 "$UP/sink.py" --mode tls12 \
@@ -263,6 +264,25 @@ small() { # FILE BYTES: a file of BYTES random bytes
 @test "KeyUpdates asking for ours during the upload: whole uploads" {
 	uploads KUS close close_notify "$DATA" 2
 	uploads KUS ncat close_notify "$DATA" 2
+}
+
+# The wait at close is bounded: a server that does not read for a minute
+# holds close() for handshake-timeout (2 s here), then a warning.
+@test "a server that does not read: close() gives up after handshake-timeout" {
+	local f=$BATS_TEST_TMPDIR/2m start
+	small "$f" 2097152
+	write_policy "$BATS_TEST_TMPDIR/stall.conf" <<-EOF
+	handshake-timeout = 2
+	[stall]
+	match = 127.0.0.1:$STALL_PORT
+	ca-file = $CERTS/ca.pem
+	EOF
+	start=$(date +%s)
+	SNDBUF=4194304 P=$BATS_TEST_TMPDIR/stall.conf send close "$STALL_PORT" "$f"
+	assert_success
+	assert_line --regexp '^tlsshim: warn: stall 127\.0\.0\.1:[0-9]+ \(127\.0\.0\.1\): our last bytes still unsent after 2000 ms$'
+	[ $(($(date +%s) - start)) -lt 30 ] ||
+		fail "close() took $(($(date +%s) - start)) s, not about 2"
 }
 
 # shutdown(SHUT_WR) takes the server's records while the upload leaves;
