@@ -161,6 +161,17 @@ uploads() {
 	done
 }
 
+# ended SERVER CLIENT FILE: one upload that must succeed; $output is
+# then the server's result line for it.
+ended() {
+	local server=$1 client=$2 file=$3 port n
+	port=$(eval echo "\$${server}_PORT")
+	n=$(($(lines "$BATS_FILE_TMPDIR/$server.results") + 1))
+	send "$client" "$port" "$file"
+	[ "$status" -eq 0 ] || fail "$client exited $status: $output"
+	output=$(result "$server" "$n")
+}
+
 small() { # FILE BYTES: a file of BYTES random bytes
 	head -c "$2" /dev/urandom >"$1"
 }
@@ -304,26 +315,18 @@ small() { # FILE BYTES: a file of BYTES random bytes
 @test "unread data at close: a reset over plain TCP (control)" {
 	local f=$BATS_TEST_TMPDIR/64k
 	small "$f" 65536
-	NOSHIM=1 send unread "$PLAINGREET_PORT" "$f"
-	assert_success
-	run result PLAINGREET 1
+	NOSHIM=1 ended PLAINGREET unread "$f"
 	assert_output --regexp ' reset$'
-	GREET=16000 NOSHIM=1 send peek "$PLAINGREET_PORT" "$f"
-	assert_success
-	run result PLAINGREET 2
+	GREET=16000 NOSHIM=1 ended PLAINGREET peek "$f"
 	assert_output --regexp ' reset$'
 }
 
 @test "unread data at close: a reset over TLS too" {
 	local f=$BATS_TEST_TMPDIR/64k
 	small "$f" 65536
-	send unread "$GREET_PORT" "$f"
-	assert_success
-	run result GREET 1
+	ended GREET unread "$f"
 	assert_output --regexp ' reset$'
-	GREET=16000 send peek "$GREET_PORT" "$f"
-	assert_success
-	run result GREET 2
+	GREET=16000 ended GREET peek "$f"
 	assert_output --regexp ' reset$'
 	# Read, then closed: no reset.
 	GREET=16000 uploads GREET greeting close_notify "$f" 1
@@ -332,10 +335,7 @@ small() { # FILE BYTES: a file of BYTES random bytes
 @test "SO_LINGER {1, 0} asks for a reset: the program gets it" {
 	local f=$BATS_TEST_TMPDIR/64k
 	small "$f" 65536
-	local n=$(($(lines "$BATS_FILE_TMPDIR/GNUTLS13.results") + 1))
-	send reset "$GNUTLS13_PORT" "$f"
-	assert_success
-	run result GNUTLS13 "$n"
+	ended GNUTLS13 reset "$f"
 	assert_output --regexp ' reset$'
 }
 
