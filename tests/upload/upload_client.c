@@ -63,22 +63,35 @@ static void write_all(int s, const char *p, size_t n, int nonblock)
 	}
 }
 
-/* The greeting: $GREET bytes the server sends first. */
-static void read_greeting(int s)
+/* Reads s until want bytes (want < 0: to the end); the count read. */
+static long read_from(int s, long want, const char *what)
 {
-	long want = getenv("GREET") ? atol(getenv("GREET")) : 0, got = 0;
-	char buf[65536];
+	static char buf[65536];
+	long got = 0;
 
-	while (got < want) {
+	while (want < 0 || got < want) {
 		ssize_t r = read(s, buf, sizeof buf);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0) {
-			fprintf(stderr, "upload_client: greeting: %ld of %ld "
-			        "bytes\n", got, want);
-			exit(1);
-		}
+		if (r < 0)
+			die(what);
+		if (r == 0)
+			break;
 		got += r;
+	}
+	return got;
+}
+
+/* The greeting: $GREET bytes the server sends first. */
+static void read_greeting(int s)
+{
+	long want = getenv("GREET") ? atol(getenv("GREET")) : 0;
+	long got = read_from(s, want, "greeting");
+
+	if (got < want) {
+		fprintf(stderr, "upload_client: greeting: %ld of %ld bytes\n",
+		        got, want);
+		exit(1);
 	}
 }
 
@@ -168,20 +181,9 @@ int main(int argc, char **argv)
 	if ((!strcmp(mode, "shutdown") || !strcmp(mode, "halfclose")) &&
 	    shutdown(s, SHUT_WR) < 0)
 		die("shutdown");
-	if (!strcmp(mode, "halfclose")) {
-		long got = 0;
-		for (;;) {
-			ssize_t r = read(s, buf, sizeof buf);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
-				die("read after shutdown");
-			if (r == 0)
-				break;
-			got += r;
-		}
-		printf("upload_client: read %ld bytes\n", got);
-	}
+	if (!strcmp(mode, "halfclose"))
+		printf("upload_client: read %ld bytes\n",
+		       read_from(s, -1, "read after shutdown"));
 	if (!strcmp(mode, "exit"))
 		exit(0); /* the kernel closes the socket */
 	if (close(s) < 0)
