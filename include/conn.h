@@ -95,6 +95,7 @@ struct ts_conn {
 	char name[256]; /* the name verified */
 	bool send_sni;  /* name is sent as SNI (not an IP literal) */
 	uint16_t tls_port; /* tls-port connected to instead, or 0 */
+	bool summarized;   /* its byte counts logged at exit */
 	/* Asynchronous connect (src/conn_async.c, include/conn_async.h).
 	 * A blocking connect runs the same state machine in the calling
 	 * thread (blocking set), so other threads see it as in progress. */
@@ -233,6 +234,10 @@ const char *ts_conn_port_note(const struct ts_conn *c, char *buf,
 /* An entry at fd on which every call fails (EPIPE): what a number whose
  * meaning was lost at fork carries. */
 void ts_conn_tombstone(int fd);
+
+/* At exit (a destructor): the connections the program left open are
+ * closed by the kernel; take the peer's queued records first. */
+void ts_conn_exit(void);
 
 /* shutdown(2): SHUT_WR and SHUT_RDWR send close_notify first. 0, -1, or
  * TS_CONN_RETRY. */

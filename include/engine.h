@@ -16,7 +16,7 @@
 
 #include "policy.h"
 
-#define TS_ENGINE_ABI 4
+#define TS_ENGINE_ABI 5
 #define TS_ENGINE_SONAME "libtlsshim-engine.so"
 #define TS_ENGINE_INIT_SYM "ts_engine_init"
 
@@ -80,6 +80,27 @@ struct ts_engine {
 	/* Flush what is queued, then send close_notify, without blocking:
 	 * OK once sent (or impossible), WANT_WRITE/INTR to call again. */
 	int (*close_notify)(struct ts_tls *t, int fd);
+	/* The last close of a session this process owns, before
+	 * close_notify: consume, without waiting (at most timeout_ms), the
+	 * records queued on fd that carry no application data (TLS 1.3
+	 * tickets, KeyUpdate; application data stays in the session): left
+	 * unread they make the kernel's close a reset that discards our
+	 * unsent bytes. true when the close is to be
+	 * a reset all the same, as over TCP: the program asked for one
+	 * (SO_LINGER {1, 0}), or left application data unread (in the
+	 * socket, the session, or, with unread, in the caller's buffer);
+	 * SO_LINGER {1, 0} is then set, and no close_notify should follow. */
+	bool (*close_drain)(struct ts_tls *t, int fd, bool unread,
+	                    int timeout_ms);
+	/* After close_notify (shutdown, or the last close): consume such
+	 * records, and while bytes of ours are unsent (or not yet
+	 * acknowledged) wait for more, at most timeout_ms, so that none
+	 * arrives after the close (the kernel answers that with the same
+	 * reset). Application data ends the wait and stays in the session;
+	 * when closing it makes the close a reset, as over TCP. OK, or
+	 * WANT_WRITE when time ran out with bytes unsent. */
+	int (*close_linger)(struct ts_tls *t, int fd, bool closing,
+	                    int timeout_ms);
 	/* Why the last call returned TS_TLS_ERR. */
 	const char *(*reason)(struct ts_tls *t);
 	/* "TLS1.3 AES-256-GCM" and the like, for logs. */

@@ -164,6 +164,10 @@ bool ts_match_fits(const struct ts_match *m, const struct ts_dest *dest);
  * case, no trailing dot), on any port. */
 bool ts_policy_names_host(const struct ts_policy *p, const char *host);
 
+/* The keys the parser accepts, for the documentation test: the name of
+ * the i-th and whether it is global; NULL past the last. */
+const char *ts_policy_key(size_t i, bool *global);
+
 const char *ts_log_level_name(enum ts_log_level l);
 int ts_log_level_parse(const char *s); /* -1 if unknown */
 

@@ -44,5 +44,8 @@ bool ts_nodelay_step(int fd);
 enum ts_nodelay ts_nodelay_step_end(int fd, bool on, bool done);
 /* A record of the program's data was just queued on fd. */
 enum ts_nodelay ts_nodelay_sent(int fd, enum ts_nodelay st);
+/* What is queued on fd leaves now, whatever Nagle holds back (at close,
+ * which then waits for it to leave). */
+void ts_nodelay_push(int fd);
 
 #endif

@@ -1074,6 +1074,15 @@ static const struct key keys[] = {
 static const size_t nkeys = ARRAY_SIZE(keys);
 _Static_assert(ARRAY_SIZE(keys) <= MAX_KEYS, "raise MAX_KEYS");
 
+const char *ts_policy_key(size_t i, bool *global)
+{
+	if (i >= nkeys)
+		return NULL;
+	if (global)
+		*global = keys[i].scope == SCOPE_GLOBAL;
+	return keys[i].name;
+}
+
 static const struct key *find_key(const char *name)
 {
 	for (size_t i = 0; i < nkeys; i++)

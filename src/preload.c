@@ -139,3 +139,11 @@ __attribute__((constructor)) static void ts_preload_init(void)
 		ts_resolve_init();
 	errno = saved;
 }
+
+/* exit() without close(): see ts_conn_exit. */
+__attribute__((destructor)) static void ts_preload_fini(void)
+{
+	int saved = errno;
+	ts_conn_exit();
+	errno = saved;
+}

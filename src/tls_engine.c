@@ -16,6 +16,8 @@
 #include <sys/single_threaded.h>
 #include <sys/stat.h>
 #include <arpa/inet.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_notsent_bytes */
+#include <time.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
@@ -45,6 +47,19 @@ struct ts_tls {
 	int fd;           /* the fd the session was created on (handshake) */
 	bool queued;      /* a record is encrypted but not yet sent */
 	bool bye_sent;
+	/* The first byte of application data a drain at close or shutdown
+	 * decrypted (it reads one byte to learn what a record holds): the
+	 * next recv returns it first. */
+	bool has_held;
+	unsigned char held;
+	/* How the stream ended when such a drain met its end (GnuTLS's code
+	 * and the transport's errno): the next recv reports it as GnuTLS
+	 * reported it to the drain. 0: not met. */
+	int end_ret, end_errno;
+	/* The first bytes the server sent: a refusal names them when they
+	 * are not TLS. */
+	unsigned char first[32];
+	unsigned nfirst;
 	/* GnuTLS keeps pointers to these until the handshake verifies. */
 	gnutls_typed_vdata_st vdata[2];
 	enum ts_nodelay nodelay; /* Nagle around the handshake */
@@ -128,9 +143,55 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 		x->pull_errno = e;
 		x->pull_eagain = e == EAGAIN || e == EWOULDBLOCK;
 		gnutls_transport_set_errno(t->s, e);
+	} else if (t->nfirst < sizeof t->first) {
+		size_t k = sizeof t->first - t->nfirst;
+		memcpy(t->first + t->nfirst, buf, (size_t)n < k ? (size_t)n : k);
+		t->nfirst += (size_t)n < k ? (unsigned)n : (unsigned)k;
 	}
 	errno = e;
 	return n;
+}
+
+/* A server that does not speak TLS on the port (an SMTP or MySQL greeting,
+ * an HTTP error) makes GnuTLS say only "An unexpected TLS packet was
+ * received". Every TLS record starts with a content type (20..24) and
+ * major version 3. When the first bytes are anything else, the reason
+ * says so and shows them, escaped: they come from the network, and no
+ * control character may reach a terminal or a log raw. */
+static bool not_tls_reason(struct ts_tls *t)
+{
+	char shown[sizeof t->first * 4 + 1];
+	size_t o = 0;
+
+	if (!t->nfirst || ((t->first[0] >= 20 && t->first[0] <= 24) &&
+	                   (t->nfirst < 2 || t->first[1] == 3)))
+		return false;
+	/* GnuTLS stopped at a record header: a greeting line has mostly
+	 * arrived with it. The connection is refused anyway. */
+	ssize_t n = io.recv(cur->fd, t->first + t->nfirst,
+	                    sizeof t->first - t->nfirst, MSG_DONTWAIT);
+	if (n > 0)
+		t->nfirst += (unsigned)n;
+	for (unsigned i = 0; i < t->nfirst; i++) {
+		unsigned char c = t->first[i];
+		const char *esc = c == '\\' ? "\\\\" : c == '"' ? "\\\"" :
+		                  c == '\r' ? "\\r" : c == '\n' ? "\\n" :
+		                  c == '\t' ? "\\t" : NULL;
+		if (esc)
+			o += (size_t)snprintf(shown + o, sizeof shown - o, "%s",
+			                      esc);
+		else if (c >= 0x20 && c < 0x7f)
+			shown[o++] = (char)c;
+		else
+			o += (size_t)snprintf(shown + o, sizeof shown - o,
+			                      "\\x%02x", c);
+	}
+	shown[o] = '\0';
+	snprintf(t->reason, sizeof t->reason,
+	         "the server does not speak TLS on this port (it sent: "
+	         "\"%s\"%s)", shown,
+	         t->nfirst == sizeof t->first ? "..." : "");
+	return true;
 }
 
 static int pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
@@ -496,7 +557,8 @@ static int handshake_locked(struct ts_tls *t, char *err, size_t errlen)
 		return TS_TLS_INTR;
 	if (!gnutls_error_is_fatal(ret))
 		return TS_TLS_WANT_READ;
-	set_reason(t, ret);
+	if (!not_tls_reason(t))
+		set_reason(t, ret);
 	snprintf(err, errlen, "%s", t->reason);
 	errno = fatal_errno(ret);
 	return TS_TLS_ERR;
@@ -584,9 +646,23 @@ static ssize_t recv_locked(struct ts_tls *t, void *buf, size_t len)
 {
 	ssize_t ret;
 
+	if (t->has_held && len) {
+		/* The rest of its record is decrypted: no wait for more. */
+		*(unsigned char *)buf = t->held;
+		t->has_held = false;
+		ret = len > 1 && gnutls_record_check_pending(t->s) ?
+		              gnutls_record_recv(t->s, (char *)buf + 1, len - 1) :
+		              0;
+		return 1 + (ret > 0 ? ret : 0);
+	}
 	for (;;) {
 		cur->pull_eagain = false;
-		ret = gnutls_record_recv(t->s, buf, len);
+		if (t->end_ret) {
+			ret = t->end_ret;
+			cur->pull_errno = t->end_errno;
+		} else {
+			ret = gnutls_record_recv(t->s, buf, len);
+		}
 		if (ret >= 0)
 			return ret;
 		switch (ret) {
@@ -649,7 +725,7 @@ static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
 static size_t tls_pending(struct ts_tls *t)
 {
 	pthread_mutex_lock(&t->lock);
-	size_t n = gnutls_record_check_pending(t->s);
+	size_t n = gnutls_record_check_pending(t->s) + t->has_held;
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }
@@ -685,6 +761,141 @@ static int tls_close_notify(struct ts_tls *t, int fd)
 	struct xfer x = {.fd = fd, .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL};
 	enter(t, &x);
 	int rc = close_notify_locked(t);
+	leave(t);
+	return rc;
+}
+
+/* ---- closing ----
+ *
+ * A TLS 1.3 server sends records the program never sees as data: session
+ * tickets once the handshake is over, a KeyUpdate whenever it likes. The
+ * kernel answers a close() that leaves bytes unread in the socket, and
+ * any byte that arrives after it, with a reset that discards all it has
+ * not sent yet: the end of an upload, silently (issue 14, and
+ * tests/80-close-upload.bats). So the close consumes those records, and
+ * waits for the ones still to come while our bytes are unsent. Application
+ * data left unread keeps the kernel's answer, a reset, as over TCP. */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bytes of ours a reset would lose: not sent yet, or sent and lost (to be
+ * sent again). Bytes in flight reach the peer before the reset does; to
+ * wait for their ACK would cost a delayed ACK (40 ms) at many closes. */
+static bool unsent(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	memset(&ti, 0, sizeof ti);
+	if (io.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return false;
+	return ti.tcpi_notsent_bytes > 0 || ti.tcpi_lost > 0;
+}
+
+enum drained { DRAINED_EMPTY, DRAINED_DATA, DRAINED_END };
+
+/* Consumes, without waiting, the records queued in the kernel that carry
+ * no application data (GnuTLS answers a KeyUpdate request before our next
+ * application data, so after close_notify none is owed). Stops at
+ * application data (DATA: it stays in the session, its first byte in
+ * held), at the peer's close_notify, EOF or a fatal error (END), and at
+ * the deadline: a peer that sends tickets without end cannot hold us. */
+static enum drained drain_locked(struct ts_tls *t, long long deadline)
+{
+	for (;;) {
+		if (t->has_held || gnutls_record_check_pending(t->s))
+			return DRAINED_DATA;
+		cur->pull_eagain = false;
+		ssize_t ret = gnutls_record_recv(t->s, &t->held, 1);
+		if (ret > 0) {
+			t->has_held = true;
+			return DRAINED_DATA;
+		}
+		if (ret == GNUTLS_E_AGAIN && cur->pull_eagain)
+			return DRAINED_EMPTY;
+		if (ret == 0)
+			return DRAINED_END; /* close_notify: recv says 0 again */
+		if (ret != GNUTLS_E_AGAIN && ret != GNUTLS_E_INTERRUPTED &&
+		    ret != GNUTLS_E_REHANDSHAKE &&
+		    gnutls_error_is_fatal((int)ret)) {
+			/* GnuTLS would say "invalidated" from now on. */
+			t->end_ret = (int)ret;
+			t->end_errno = cur->pull_errno;
+			return DRAINED_END;
+		}
+		if (now_ms() >= deadline)
+			return DRAINED_EMPTY;
+	}
+}
+
+static void set_reset(int fd)
+{
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
+	(void)io.setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+static bool tls_close_drain(struct ts_tls *t, int fd, bool unread,
+                            int timeout_ms)
+{
+	struct xfer x = {.fd = fd,
+	                 .recv_flags = MSG_DONTWAIT,
+	                 .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL};
+	struct linger l = {0};
+	socklen_t len = sizeof l;
+
+	/* The program's own SO_LINGER {1, 0}: it asks for a reset. */
+	if (io.getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
+	    l.l_onoff && !l.l_linger)
+		return true;
+	if (!unread) {
+		enter(t, &x);
+		unread = drain_locked(t, now_ms() + timeout_ms) == DRAINED_DATA;
+		leave(t);
+	}
+	if (unread)
+		set_reset(fd);
+	return unread;
+}
+
+static int tls_close_linger(struct ts_tls *t, int fd, bool closing,
+                            int timeout_ms)
+{
+	struct xfer x = {.fd = fd,
+	                 .recv_flags = MSG_DONTWAIT,
+	                 .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL};
+	long long deadline = now_ms() + timeout_ms;
+	int step = 1, rc = TS_TLS_OK;
+
+	ts_nodelay_push(fd);
+	enter(t, &x);
+	enum drained d = drain_locked(t, deadline);
+	/* Without close_notify out, the peer was not reading: no wait. */
+	while (d == DRAINED_EMPTY && t->bye_sent && unsent(fd)) {
+		long long left = deadline - now_ms();
+		if (left <= 0) {
+			rc = TS_TLS_WANT_WRITE;
+			break;
+		}
+		/* No event says "acknowledged": poll for the peer's records
+		 * with a timeout that grows to 64 ms. */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		leave(t);
+		int n = io.poll(&p, 1, step < left ? step : (int)left);
+		enter(t, &x);
+		if (step < 64)
+			step *= 2;
+		if (n > 0)
+			d = drain_locked(t, deadline);
+	}
+	/* Data after close(): TCP would reset too. After shutdown() it is
+	 * the program's to read. At END the peer sends nothing more. */
+	if (d == DRAINED_DATA && closing)
+		set_reset(fd);
 	leave(t);
 	return rc;
 }
@@ -755,6 +966,8 @@ static const struct ts_engine ops = {
 	.pending = tls_pending,
 	.send_queued = tls_send_queued,
 	.close_notify = tls_close_notify,
+	.close_drain = tls_close_drain,
+	.close_linger = tls_close_linger,
 	.reason = tls_reason,
 	.describe = tls_describe,
 	.destroy = tls_destroy,

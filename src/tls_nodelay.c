@@ -39,12 +39,16 @@ enum ts_nodelay ts_nodelay_step_end(int fd, bool on, bool done)
 	return done ? TS_NODELAY_FIRST : TS_NODELAY_NONE;
 }
 
-enum ts_nodelay ts_nodelay_sent(int fd, enum ts_nodelay st)
+void ts_nodelay_push(int fd)
 {
-	if (st != TS_NODELAY_FIRST)
-		return TS_NODELAY_NONE;
 	/* The program may have turned it on itself by now: leave it. */
 	if (get(fd) == 0 && set(fd, 1) == 0)
 		(void)set(fd, 0);
+}
+
+enum ts_nodelay ts_nodelay_sent(int fd, enum ts_nodelay st)
+{
+	if (st == TS_NODELAY_FIRST)
+		ts_nodelay_push(fd);
 	return TS_NODELAY_NONE;
 }

@@ -43,20 +43,30 @@ wait_port_file() {
 	return 1
 }
 
+# background_server NAME CMD...: runs CMD, a server that writes its port
+# to $BATS_FILE_TMPDIR/NAME.port (its stderr goes to NAME.log), records
+# the PID for stop_servers and exports NAME_PORT. Waits at most 10 s for
+# the port.
+background_server() {
+	local name=$1
+	shift
+	local pf=$BATS_FILE_TMPDIR/$name.port
+	rm -f "$pf"
+	"$@" 3>&- 2>>"$BATS_FILE_TMPDIR/$name.log" &
+	echo $! >>"$BATS_FILE_TMPDIR/pids"
+	wait_port_file "$pf" || fail "server $name did not start"
+	eval "${name}_PORT=\$(cat \"\$pf\")"
+	export "${name}_PORT"
+}
+
 # start_server NAME MODE [tlsserver.py args...]: exports NAME_PORT and
 # records the PID for stop_servers. Waits at most 10 s for the port.
 start_server() {
 	local name=$1 mode=$2
 	shift 2
-	local pf=$BATS_FILE_TMPDIR/$name.port
-	rm -f "$pf"
-	python3 "$HELPERS/tlsserver.py" --mode "$mode" --port-file "$pf" \
-		--max-seconds 300 "$@" 3>&- \
-		2>>"$BATS_FILE_TMPDIR/$name.log" &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	wait_port_file "$pf" || fail "server $name did not start"
-	eval "${name}_PORT=\$(cat \"\$pf\")"
-	export "${name}_PORT"
+	background_server "$name" python3 "$HELPERS/tlsserver.py" \
+		--mode "$mode" --port-file "$BATS_FILE_TMPDIR/$name.port" \
+		--max-seconds 300 "$@"
 }
 
 # tls_server NAME MODE CERTNAME [args]: a TLS server with CERTNAME.pem.

@@ -6,20 +6,10 @@ HOSTILE=$BATS_TEST_DIRNAME/hostile
 hostile_server() {
 	local name=$1 mode=$2
 	shift 2
-	local pf=$BATS_FILE_TMPDIR/$name.port
-	rm -f "$pf"
-	python3 "$HOSTILE/hostile.py" --mode "$mode" --port-file "$pf" \
+	background_server "$name" python3 "$HOSTILE/hostile.py" \
+		--mode "$mode" --port-file "$BATS_FILE_TMPDIR/$name.port" \
 		--cert "$CERTS/good.pem" --key "$CERTS/good.key" \
-		--max-seconds 300 "$@" 3>&- 2>>"$BATS_FILE_TMPDIR/$name.log" &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	local i
-	for i in $(seq 100); do
-		[ -s "$pf" ] && break
-		sleep 0.1
-	done
-	[ -s "$pf" ] || fail "hostile server $name did not start"
-	eval "${name}_PORT=\$(cat \"\$pf\")"
-	export "${name}_PORT"
+		--max-seconds 300 "$@"
 }
 
 # hostile_policy PORT: one rule for 127.0.0.1:PORT, handshake-timeout 2 s.
