@@ -100,3 +100,40 @@ except OSError as e:
 	[ "$status" -eq 0 ]
 	[ "${lines[-1]}" = refused ]
 }
+
+@test "info: a tls-port rule names both ports: the one asked for and the TLS port connected" {
+	policy "log-level = info"
+	run timeout 20 "$TLSSHIM" -p "$BATS_TEST_TMPDIR/p.conf" curl -sS http://127.0.0.1:1080/
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"rule web 127.0.0.1:1080 (localhost): TLS1."*", verified (TLS port $GOOD)"* ]]
+}
+
+@test "info: a refused connection is logged once, never as closed" {
+	cat >"$BATS_TEST_TMPDIR/p.conf" <<P
+log-level = info
+[web]
+match = 127.0.0.1:1080
+sni = wrong.example
+ca-file = $CERTS/ca.pem
+tls-port = $GOOD
+P
+	run timeout 20 "$TLSSHIM" -p "$BATS_TEST_TMPDIR/p.conf" curl -sS http://127.0.0.1:1080/
+	[ "$status" -ne 0 ]
+	[ "$(printf '%s\n' "$output" | grep -c '^tlsshim: error: web 127.0.0.1:1080 (wrong.example): ')" -eq 1 ]
+	[[ "$output" != *"closed,"* ]]
+	[[ "$output" != *"open at exit"* ]]
+}
+
+@test "info: a program that exits with the connection open gets its byte counts logged at exit" {
+	policy "log-level = info"
+	run timeout 20 "$TLSSHIM" -p "$BATS_TEST_TMPDIR/p.conf" python3 -c '
+import os, socket
+s = socket.create_connection(("127.0.0.1", 1080))
+s.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+print(s.recv(100)[:12].decode(), flush=True)
+os.dup(s.fileno())  # still open when the interpreter closes its own
+'
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"HTTP/1.1 200"* ]]
+	[[ "$output" =~ tlsshim:\ info:\ web\ 127\.0\.0\.1:1080\ \(localhost\):\ open\ at\ exit,\ [1-9][0-9]*\ bytes\ out,\ [1-9][0-9]*\ bytes\ in ]]
+}
