@@ -132,23 +132,28 @@ static inline void ts_conn_ref(struct ts_conn *c)
 	ts_fdent_ref(&c->ent);
 }
 
-/* The shape of every data hook: the plain call when fd is not ours, the
- * session call (a statement using c and setting r) when it is, again when
- * that says TS_CONN_RETRY. */
-#define ts_conn_call(fd, r, conn_call, plain_call)                        \
+/* The shape of every data hook: the session call (an expression using c,
+ * its result in r) when fd is ours, again when that says TS_CONN_RETRY;
+ * else plain_stmt, which sets r and breaks (or continues: look again). */
+#define ts_conn_loop(fd, r, conn_call, plain_stmt)                        \
 	do {                                                               \
 		for (;;) {                                                 \
 			struct ts_conn *c = ts_conn_get(fd);               \
-			if (!c) {                                          \
-				r = plain_call;                            \
-				break;                                     \
-			}                                                  \
+			if (!c)                                            \
+				plain_stmt                                 \
 			r = conn_call;                                     \
 			ts_conn_put(c);                                    \
 			if (r != TS_CONN_RETRY)                            \
 				break;                                     \
 		}                                                          \
 	} while (0)
+
+/* The plain call when fd is not ours. */
+#define ts_conn_call(fd, r, conn_call, plain_call)                        \
+	ts_conn_loop(fd, r, conn_call, {                                   \
+		r = plain_call;                                            \
+		break;                                                     \
+	})
 
 /* connect(): returns 1 when the destination is not ours (the caller calls
  * the real connect), else the connect result (0, or -1 with errno). */

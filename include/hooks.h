@@ -76,23 +76,14 @@ static inline void ts_raw_end(const struct ts_raw_mark *m)
  * the marked window, and goes back to the lookup if fd became ours in the
  * meantime. */
 #define ts_conn_send_call(fd, r, conn_call, plain_call)                   \
-	do {                                                               \
-		for (;;) {                                                 \
-			struct ts_conn *c = ts_conn_get(fd);               \
-			if (!c) {                                          \
-				struct ts_raw_mark m_;                     \
-				if (!ts_raw_begin(fd, &m_))                \
-					continue;                          \
-				r = plain_call;                            \
-				ts_raw_end(&m_);                           \
-				break;                                     \
-			}                                                  \
-			r = conn_call;                                     \
-			ts_conn_put(c);                                    \
-			if (r != TS_CONN_RETRY)                            \
-				break;                                     \
-		}                                                          \
-	} while (0)
+	ts_conn_loop(fd, r, conn_call, {                                   \
+		struct ts_raw_mark m_;                                     \
+		if (!ts_raw_begin(fd, &m_))                                \
+			continue;                                          \
+		r = plain_call;                                            \
+		ts_raw_end(&m_);                                           \
+		break;                                                     \
+	})
 
 /* sendto/sendmsg on a socket that is not ours yet: TCP Fast Open
  * (MSG_FASTOPEN with an address) is an implicit connect, which must be

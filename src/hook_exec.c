@@ -95,73 +95,54 @@ TS_EXPORT int execveat(int dirfd, const char *path, char *const argv[],
  * safe). More than the kernel could take is E2BIG, as exec would say. */
 #define ARGS_MAX (1 << 18)
 
-static size_t count_args(const char *arg, va_list ap)
+static size_t count_args(const char *arg, va_list *ap)
 {
 	va_list aq;
 	size_t n = arg ? 1 : 0;
 
-	va_copy(aq, ap);
+	va_copy(aq, *ap);
 	while (arg && n <= ARGS_MAX && va_arg(aq, const char *))
 		n++;
 	va_end(aq);
 	return n;
 }
 
-static void fill_args(char **argv, size_t n, const char *arg, va_list ap)
+enum list_exec { LIST_V, LIST_VP, LIST_VE };
+
+/* ap is after arg: the rest of the list, its NULL, (execle) envp. */
+static int exec_list(enum list_exec how, const char *path, const char *arg,
+                     va_list *ap)
 {
+	size_t n = count_args(arg, ap);
+	if (n > ARGS_MAX) {
+		errno = E2BIG;
+		return -1;
+	}
+	char *argv[n + 1];
 	for (size_t i = 0; i < n; i++)
-		argv[i] = i ? va_arg(ap, char *) : (char *)arg;
+		argv[i] = i ? va_arg(*ap, char *) : (char *)arg;
 	argv[n] = NULL;
+	if (how == LIST_VE) {
+		if (n)
+			(void)va_arg(*ap, char *); /* the list's NULL */
+		return execve(path, argv, va_arg(*ap, char *const *));
+	}
+	return how == LIST_VP ? execvp(path, argv) : execv(path, argv);
 }
 
-TS_EXPORT int execl(const char *path, const char *arg, ...)
-{
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	if (n > ARGS_MAX) {
-		va_end(ap);
-		errno = E2BIG;
-		return -1;
+#define EXEC_LIST(name, how)                                               \
+	TS_EXPORT int name(const char *path, const char *arg, ...)         \
+	{                                                                  \
+		va_list ap;                                                \
+		va_start(ap, arg);                                         \
+		int r = exec_list(how, path, arg, &ap);                    \
+		va_end(ap);                                                \
+		return r;                                                  \
 	}
-	char *argv[n + 1];
-	fill_args(argv, n, arg, ap);
-	va_end(ap);
-	return execv(path, argv);
-}
 
-TS_EXPORT int execlp(const char *file, const char *arg, ...)
-{
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	if (n > ARGS_MAX) {
-		va_end(ap);
-		errno = E2BIG;
-		return -1;
-	}
-	char *argv[n + 1];
-	fill_args(argv, n, arg, ap);
-	va_end(ap);
-	return execvp(file, argv);
-}
-
-TS_EXPORT int execle(const char *path, const char *arg, ...)
-{
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	if (n > ARGS_MAX) {
-		va_end(ap);
-		errno = E2BIG;
-		return -1;
-	}
-	char *argv[n + 1];
-	fill_args(argv, n, arg, ap);
-	char *const *envp = va_arg(ap, char *const *);
-	va_end(ap);
-	return execve(path, argv, envp);
-}
+EXEC_LIST(execl, LIST_V)
+EXEC_LIST(execlp, LIST_VP)
+EXEC_LIST(execle, LIST_VE)
 
 /* The child of posix_spawn gets a copy of this process's fd table, to
  * which its file actions (dup2 of one of our fds onto 0, say) apply:

@@ -124,40 +124,23 @@ static void after_fcntl(int fd, int cmd, void *arg, int rv)
 	}
 }
 
-TS_EXPORT int fcntl(int fd, int cmd, ...)
-{
-	va_list ap;
-	va_start(ap, cmd);
-	/* Every fcntl argument is an int or a pointer, passed alike. */
-	void *arg = va_arg(ap, void *);
-	va_end(ap);
-	int rv = REAL(fcntl)(fd, cmd, arg);
-	after_fcntl(fd, cmd, arg, rv);
-	return rv;
-}
+/* fcntl, glibc's exported __fcntl and fcntl64: every argument is an int
+ * or a pointer, passed alike. */
+#define FCNTL_HOOK(name, real)                                             \
+	TS_EXPORT int name(int fd, int cmd, ...)                           \
+	{                                                                  \
+		va_list ap;                                                \
+		va_start(ap, cmd);                                         \
+		void *arg = va_arg(ap, void *);                            \
+		va_end(ap);                                                \
+		int rv = REAL(real)(fd, cmd, arg);                         \
+		after_fcntl(fd, cmd, arg, rv);                             \
+		return rv;                                                 \
+	}
 
-/* glibc's internal name, exported: the same call. */
-TS_EXPORT int __fcntl(int fd, int cmd, ...)
-{
-	va_list ap;
-	va_start(ap, cmd);
-	void *arg = va_arg(ap, void *);
-	va_end(ap);
-	int rv = REAL(fcntl)(fd, cmd, arg);
-	after_fcntl(fd, cmd, arg, rv);
-	return rv;
-}
-
-TS_EXPORT int fcntl64(int fd, int cmd, ...)
-{
-	va_list ap;
-	va_start(ap, cmd);
-	void *arg = va_arg(ap, void *);
-	va_end(ap);
-	int rv = REAL(fcntl64)(fd, cmd, arg);
-	after_fcntl(fd, cmd, arg, rv);
-	return rv;
-}
+FCNTL_HOOK(fcntl, fcntl)
+FCNTL_HOOK(__fcntl, fcntl)
+FCNTL_HOOK(fcntl64, fcntl64)
 
 TS_EXPORT int ioctl(int fd, unsigned long req, ...)
 {

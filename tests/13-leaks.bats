@@ -119,10 +119,11 @@ carried() {
 @test "sendmmsg_fastopen: MSG_FASTOPEN with msg_name on an unconnected socket" { carried sendmmsg_fastopen; }
 @test "sendmsg_fastopen_v6len24: fast open with a 24-byte v4-mapped address" { carried sendmsg_fastopen_v6len24; }
 
+# name_policy [PORT]: a host-name rule for localhost:PORT (the echo tap).
 name_policy() {
 	POLICY=$BATS_TEST_TMPDIR/name.conf
 	printf 'handshake-timeout = 5\n[name]\nmatch = localhost:%s\nca-file = %s\n' \
-		"$TAP_PORT" "$CERTS/ca.pem" >"$POLICY"
+		"${1:-$TAP_PORT}" "$CERTS/ca.pem" >"$POLICY"
 }
 
 @test "name_mapped: a name rule matches a v4-mapped connect (as a dual-stack JVM makes)" {
@@ -233,6 +234,7 @@ name_policy() {
 	carried exec
 	assert_output --partial "has no FD_CLOEXEC"
 }
+@test "execle: the list's environment reaches the program; the fd does not" { carried execle; }
 @test "exec_failed: a failed exec leaves the fd as it was" { carried exec_failed; }
 @test "vfork_exec: the vfork child's exec gets a closed socket" { carried vfork_exec; }
 @test "posix_spawn: a dup2 file action copies a closed socket, not the raw one" { carried posix_spawn; }
@@ -247,10 +249,17 @@ name_policy() {
 PARENT_PLAIN=PARENT-RECORD-PLAINTEXT-0001
 CHILD_PLAIN=CHILD--RECORD-PLAINTEXT-0002
 
-no_nonce_reuse() {
+# forked PATH: the wire first (no record sealed twice under one nonce,
+# whatever the program saw), then the program's own verdict.
+forked() {
+	leak "$1"
+	local st=$status out=$output
 	run python3 "$HELPERS/tlsrecords.py" reuse "$REC"/conn-*.raw \
 		--plain "$PARENT_PLAIN" --plain "$CHILD_PLAIN"
 	assert_success
+	output=$out status=$st assert_success
+	on_wire_nothing
+	all_tls
 }
 
 @test "the nonce check finds a keystream used twice" {
@@ -258,53 +267,16 @@ no_nonce_reuse() {
 	assert_success
 }
 
-@test "fork_syscall: syscall(SYS_fork)'s child cannot write the parent's session" {
-	leak fork_syscall
-	local st=$status out=$output
-	no_nonce_reuse
-	output=$out status=$st assert_success
-	on_wire_nothing
-	all_tls
-}
-@test "_Fork: the child cannot write the parent's session" {
-	leak _Fork
-	local st=$status out=$output
-	no_nonce_reuse
-	output=$out status=$st assert_success
-	on_wire_nothing
-	all_tls
-}
-@test "clone: a clone without CLONE_VM cannot write the parent's session" {
-	leak clone
-	local st=$status out=$output
-	no_nonce_reuse
-	output=$out status=$st assert_success
-	on_wire_nothing
-	all_tls
-}
-@test "vfork_write: vfork's child writes the shared session, the parent follows" {
-	leak vfork_write
-	local st=$status out=$output
-	no_nonce_reuse
-	output=$out status=$st assert_success
-	on_wire_nothing
-	all_tls
-}
-@test "fork_split: after fork the writes are the first writer's, the reads the first reader's" {
-	leak fork_split
-	local st=$status out=$output
-	no_nonce_reuse
-	output=$out status=$st assert_success
-	on_wire_nothing
-	all_tls
-}
+@test "fork_syscall: syscall(SYS_fork)'s child cannot write the parent's session" { forked fork_syscall; }
+@test "_Fork: the child cannot write the parent's session" { forked _Fork; }
+@test "clone: a clone without CLONE_VM cannot write the parent's session" { forked clone; }
+@test "vfork_write: vfork's child writes the shared session, the parent follows" { forked vfork_write; }
+@test "fork_split: after fork the writes are the first writer's, the reads the first reader's" { forked fork_split; }
 
 # Real programs.
 @test "links resolves in a child: verified under a name rule" {
 	require_tool links
-	name_policy
-	printf '[name]\nmatch = localhost:%s\nca-file = %s\n' "$TAPH_PORT" \
-		"$CERTS/ca.pem" >"$POLICY"
+	name_policy "$TAPH_PORT"
 	tshim -p "$POLICY" -- links -dump \
 		"http://localhost:$TAPH_PORT/$MARK"
 	assert_success

@@ -768,6 +768,29 @@ static int t_exec(void)
 	return still_works(fd, "exec");
 }
 
+/* execle: the environment after the list reaches the program. */
+static int t_execle(void)
+{
+	int fd = tap_connect(), st;
+	char cmd[256];
+	char *envp[] = {"LEAKENV=yes", NULL};
+	if (fd < 0)
+		return 1;
+	snprintf(cmd, sizeof cmd,
+	         "[ \"$LEAKENV\" = yes ] || exit 9; printf %%s %s >&%d "
+	         "2>/dev/null; exit 0", MARK, fd);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execle("/bin/sh", "sh", "-c", cmd, (char *)NULL, envp);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st))
+		return fail("execle: the program did not get its environment "
+		            "(%d)", st);
+	return still_works(fd, "execle");
+}
+
 static int t_exec_failed(void)
 {
 	int fd = tap_connect();
@@ -1005,7 +1028,7 @@ static const struct test tests[] = {
 	T(aio_read), T(lio_listio), T(rexec), T(rcmd),
 	T(io_submit), T(io_uring_setup),
 	T(stdio_before), T(stdout_dup2), T(stdio_after),
-	T(exec), T(exec_failed), T(vfork_exec), T(posix_spawn), T(system),
+	T(exec), T(execle), T(exec_failed), T(vfork_exec), T(posix_spawn), T(system),
 	T(popen), T(scm_rights),
 	T(fork_syscall), T(_Fork), T(clone), T(vfork_write), T(fork_split),
 };
