@@ -37,15 +37,34 @@
 	}                                                                  \
 	static ret name##_door params
 
-/* The same for calls that can send: the tail call only in a process
- * without threads; with threads, the door marks the window between the
- * check and the kernel call (rawguard.h). */
+/* The same for calls that can send (fd among their parameters): the tail
+ * call only in a process without threads; with threads, the window
+ * between the check and the kernel call is marked (rawguard.h), and the
+ * check made again inside it. */
 #define TS_SEND_HOOK(ret, name, params, args)                              \
 	static __attribute__((noinline)) ret name##_door params;          \
+	static __attribute__((noinline)) ret name##_marked params          \
+	{                                                                  \
+		struct ts_raw_mark m;                                      \
+		ts_raw_enter(&m, fd);                                      \
+		if (__builtin_expect(atomic_load_explicit(                 \
+		                             &ts_fd_live,                  \
+		                             memory_order_relaxed) != 0,   \
+		                     0)) {                                 \
+			ts_raw_leave(&m);                                  \
+			return name##_door args;                           \
+		}                                                          \
+		ret r = ts_real.name args;                                 \
+		ts_raw_leave(&m);                                          \
+		return r;                                                  \
+	}                                                                  \
 	TS_EXPORT ret name params                                          \
 	{                                                                  \
-		if (TS_IDLE(name) && __libc_single_threaded)               \
-			return ts_real.name args;                          \
+		if (TS_IDLE(name)) {                                       \
+			if (__builtin_expect(__libc_single_threaded, 1))   \
+				return ts_real.name args;                  \
+			return name##_marked args;                         \
+		}                                                          \
 		return name##_door args;                                   \
 	}                                                                  \
 	static ret name##_door params
@@ -60,7 +79,9 @@ static inline bool ts_raw_begin(int fd, struct ts_raw_mark *m)
 		return true;
 	}
 	ts_raw_enter(m, fd);
-	if (!ts_fd_peek(fd))
+	/* No entry at all (the common case), or none for fd. */
+	if (!atomic_load_explicit(&ts_fd_live, memory_order_relaxed) ||
+	    !ts_fd_peek(fd))
 		return true;
 	ts_raw_leave(m);
 	return false;
