@@ -65,6 +65,20 @@ struct ts_rule {
 	bool alpn_required;       /* refuse a server that selects none */
 	char *keylog_file;        /* opt-in NSS key log; NULL: none */
 	bool plaintext;           /* tls = no: an explicit plaintext exception */
+	/* Server rules (accept): matches are the local addresses the
+	 * program accepts on; the program's peers are the TLS clients. */
+	bool server;
+	char *cert_file;          /* server certificate chain (PEM) */
+	struct ts_blob srv_cert;
+	char *key_file;           /* its key (PEM) */
+	struct ts_blob srv_key;
+	bool srv_key_exposed;
+	char *client_ca_file;     /* require a client certificate from it */
+	struct ts_blob client_ca;
+	char **client_names;      /* allowed identities: DNS or URI SANs */
+	size_t nclient_names;
+	uint8_t (*client_pins)[32]; /* allowed client keys (SPKI SHA-256) */
+	size_t nclient_pins;
 };
 
 enum ts_log_dest {
@@ -156,7 +170,18 @@ struct ts_policy *ts_policy_parse(const char *path, const char *buf,
                                   void *ctx, char *err, size_t errlen);
 void ts_policy_free(struct ts_policy *p);
 
-/* Pure: the first rule whose match list fits dest, or NULL. */
+/* Pure: the first server rule (accept) whose entries fit the local address
+ * a connection was accepted on, or NULL. */
+const struct ts_rule *ts_policy_accept(const struct ts_policy *p,
+                                       const struct ts_dest *local);
+/* Pure: whether any rule is a server rule. */
+bool ts_policy_serves(const struct ts_policy *p);
+
+/* Pure: whether a client-name pattern (a DNS name, *.domain, or a URI)
+ * allows name (lower-cased DNS names; URIs compared as they are). */
+bool ts_client_name_fits(const char *pattern, const char *name);
+
+/* Pure: the first client rule whose match list fits dest, or NULL. */
 const struct ts_rule *ts_policy_match(const struct ts_policy *p,
                                       const struct ts_dest *dest);
 bool ts_match_fits(const struct ts_match *m, const struct ts_dest *dest);

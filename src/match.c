@@ -72,18 +72,58 @@ bool ts_match_fits(const struct ts_match *m, const struct ts_dest *d)
 	return false;
 }
 
-const struct ts_rule *ts_policy_match(const struct ts_policy *p,
-                                      const struct ts_dest *dest)
+static const struct ts_rule *first_fit(const struct ts_policy *p,
+                                       const struct ts_dest *dest,
+                                       bool server)
 {
 	if (!p || !dest)
 		return NULL;
 	for (size_t i = 0; i < p->nrules; i++) {
 		const struct ts_rule *r = &p->rules[i];
+		if (r->server != server)
+			continue;
 		for (size_t j = 0; j < r->nmatches; j++)
 			if (ts_match_fits(&r->matches[j], dest))
 				return r;
 	}
 	return NULL;
+}
+
+const struct ts_rule *ts_policy_match(const struct ts_policy *p,
+                                      const struct ts_dest *dest)
+{
+	return first_fit(p, dest, false);
+}
+
+const struct ts_rule *ts_policy_accept(const struct ts_policy *p,
+                                       const struct ts_dest *local)
+{
+	return first_fit(p, local, true);
+}
+
+bool ts_policy_serves(const struct ts_policy *p)
+{
+	for (size_t i = 0; p && i < p->nrules; i++)
+		if (p->rules[i].server)
+			return true;
+	return false;
+}
+
+bool ts_client_name_fits(const char *pattern, const char *name)
+{
+	size_t pl, nl;
+
+	if (!pattern || !name)
+		return false;
+	if (strchr(pattern, ':'))
+		return !strcmp(pattern, name); /* a URI, exactly */
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		/* Strictly below the domain, any depth, as match does. */
+		pl = strlen(pattern + 1);
+		nl = strlen(name);
+		return nl > pl && name_equal(name + nl - pl, pattern + 1);
+	}
+	return name_equal(pattern, name);
 }
 
 /* The kernel's own minimum lengths (tcp_v4_connect, tcp_v6_connect:
@@ -150,7 +190,8 @@ bool ts_policy_names_host(const struct ts_policy *p, const char *host)
 	struct ts_dest d = {.host = host};
 
 	for (size_t i = 0; p && host && i < p->nrules; i++)
-		for (size_t j = 0; j < p->rules[i].nmatches; j++) {
+		for (size_t j = 0; !p->rules[i].server &&
+		                   j < p->rules[i].nmatches; j++) {
 			const struct ts_match *m = &p->rules[i].matches[j];
 			if (m->kind != TS_MATCH_HOST &&
 			    m->kind != TS_MATCH_WILDCARD)

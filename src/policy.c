@@ -41,6 +41,7 @@ struct key {
 	bool repeatable; /* may appear more than once per section */
 	bool required;   /* every rule must set it */
 	bool plain_ok;   /* a rule key that means something with tls = no */
+	enum { SIDE_BOTH, SIDE_CLIENT, SIDE_SERVER } side; /* match/accept */
 	/* obj is the ts_policy (global keys) or the current ts_rule; 0 or -1
 	 * with the error reported. */
 	int (*parse)(struct parser *ps, const struct key *k, void *obj,
@@ -656,10 +657,9 @@ static int b64val(char c)
 }
 
 /* RFC 7469: base64 of the SHA-256 of the SubjectPublicKeyInfo. */
-static int parse_pin(struct parser *ps, const struct key *k, void *obj,
-                     struct tok *v)
+static int pin_value(struct parser *ps, const struct key *k, struct tok *v,
+                     uint8_t pin[32])
 {
-	struct ts_rule *r = obj;
 	uint8_t out[33];
 	size_t n = 0, len = strlen(v->s);
 	unsigned acc = 0, bits = 0;
@@ -679,23 +679,42 @@ static int parse_pin(struct parser *ps, const struct key *k, void *obj,
 	}
 	if (n != 32 || (acc & ((1u << bits) - 1)))
 		goto bad;
-	for (size_t i = 0; i < r->npins; i++)
-		if (!memcmp(r->pins[i], out, 32)) {
-			perr(ps, v->col, "duplicate %s '%.64s'", k->name, v->s);
-			return -1;
-		}
-	uint8_t(*np)[32] = realloc(r->pins, (r->npins + 1) * sizeof *np);
-	if (!np) {
-		oom(ps);
-		return -1;
-	}
-	r->pins = np;
-	memcpy(r->pins[r->npins++], out, 32);
+	memcpy(pin, out, 32);
 	return 0;
 bad:
 	perr(ps, v->col, "bad %s '%.64s': expected the base64 of a SHA-256 "
 	     "digest (44 characters ending in '=')", k->name, v->s);
 	return -1;
+}
+
+static int pin_add(struct parser *ps, const struct key *k, struct tok *v,
+                   uint8_t (**pins)[32], size_t *npins,
+                   const uint8_t pin[32])
+{
+	for (size_t i = 0; i < *npins; i++)
+		if (!memcmp((*pins)[i], pin, 32)) {
+			perr(ps, v->col, "duplicate %s '%.64s'", k->name, v->s);
+			return -1;
+		}
+	uint8_t(*np)[32] = realloc(*pins, (*npins + 1) * sizeof *np);
+	if (!np) {
+		oom(ps);
+		return -1;
+	}
+	*pins = np;
+	memcpy(np[(*npins)++], pin, 32);
+	return 0;
+}
+
+static int parse_pin(struct parser *ps, const struct key *k, void *obj,
+                     struct tok *v)
+{
+	struct ts_rule *r = obj;
+	uint8_t pin[32];
+
+	if (pin_value(ps, k, v, pin) < 0)
+		return -1;
+	return pin_add(ps, k, v, &r->pins, &r->npins, pin);
 }
 
 static int parse_client_file(struct parser *ps, const struct key *k,
@@ -908,6 +927,124 @@ static int parse_match(struct parser *ps, const struct key *k, void *obj,
 	return rv;
 }
 
+/* accept = PORT | PORT-PORT | IP:PORT | [IPv6]:PORT | CIDR:PORT, a list:
+ * the local addresses of connections the program accepts. Names have no
+ * meaning here: a listening socket has an address. */
+static int parse_accept(struct parser *ps, const struct key *k, void *obj,
+                        struct tok *v)
+{
+	struct ts_rule *r = obj;
+	size_t first = r->nmatches;
+	int rv = parse_match(ps, k, obj, v);
+
+	r->server = true;
+	for (size_t i = first; i < r->nmatches; i++) {
+		struct ts_match *m = &r->matches[i];
+		if (m->kind != TS_MATCH_HOST && m->kind != TS_MATCH_WILDCARD)
+			continue;
+		perr(ps, v->col, "bad accept entry '%.64s': a local address "
+		     "and port (PORT, IP:PORT, [IPv6]:PORT, CIDR:PORT), not "
+		     "a name", m->host[0] == '.' ? m->host + 1 : m->host);
+		rv = -1;
+	}
+	return rv;
+}
+
+static int parse_pem_file(struct parser *ps, const struct key *k,
+                          struct tok *v, const char *begin, char **path,
+                          struct ts_blob *blob, bool *exposed)
+{
+	struct stat st;
+
+	if (parse_client_file(ps, k, v, begin, path, blob))
+		return -1;
+	if (exposed && stat(*path, &st) == 0 &&
+	    (st.st_mode & (S_IRGRP | S_IROTH)))
+		*exposed = true;
+	return 0;
+}
+
+static int parse_srv_cert(struct parser *ps, const struct key *k, void *obj,
+                          struct tok *v)
+{
+	struct ts_rule *r = obj;
+	return parse_pem_file(ps, k, v, "-----BEGIN CERTIFICATE-----",
+	                      &r->cert_file, &r->srv_cert, NULL);
+}
+
+static int parse_srv_key(struct parser *ps, const struct key *k, void *obj,
+                         struct tok *v)
+{
+	struct ts_rule *r = obj;
+	return parse_pem_file(ps, k, v, "PRIVATE KEY-----", &r->key_file,
+	                      &r->srv_key, &r->srv_key_exposed);
+}
+
+static int parse_client_ca(struct parser *ps, const struct key *k,
+                           void *obj, struct tok *v)
+{
+	struct ts_rule *r = obj;
+	return load_pem(ps, k, v, "CERTIFICATE", &r->client_ca_file,
+	                &r->client_ca);
+}
+
+/* client-name = app1.internal, *.svc.internal, spiffe://test/app2 */
+static int parse_client_names(struct parser *ps, const struct key *k,
+                              void *obj, struct tok *v)
+{
+	struct ts_rule *r = obj;
+	char *s = v->s, wbuf[40];
+	int rv = 0;
+
+	for (;;) {
+		char *end = strchr(s, ','), *e;
+		if (end)
+			*end = '\0';
+		e = skip_ws(s);
+		rtrim(e);
+		const char *why = NULL;
+		char *dom = e[0] == '*' && e[1] == '.' ? e + 2 : e;
+		if (!*e)
+			why = "empty entry";
+		else if (!strstr(e, "://") &&
+		         (strchr(dom, '*') ||
+		          (why = dns_name_problem(dom, wbuf, sizeof wbuf))))
+			why = why ? why : "'*' must be the whole first label";
+		if (why) {
+			perr(ps, col_of(ps, e), "bad %s entry '%.64s': %s "
+			     "(a DNS name, *.domain, or a URI such as "
+			     "spiffe://domain/path)", k->name, e, why);
+			rv = -1;
+		} else {
+			char **na = realloc(r->client_names,
+			                    (r->nclient_names + 1) * sizeof *na);
+			if (!na) {
+				oom(ps);
+				return -1;
+			}
+			r->client_names = na;
+			if (!(na[r->nclient_names] = xstrdup(ps, e)))
+				return -1;
+			r->nclient_names++;
+		}
+		if (!end)
+			break;
+		s = end + 1;
+	}
+	return rv;
+}
+
+static int parse_client_pin(struct parser *ps, const struct key *k,
+                            void *obj, struct tok *v)
+{
+	struct ts_rule *r = obj;
+	uint8_t pin[32];
+
+	if (pin_value(ps, k, v, pin) < 0)
+		return -1;
+	return pin_add(ps, k, v, &r->client_pins, &r->nclient_pins, pin);
+}
+
 /* log = stderr | syslog */
 static int parse_log_dest(struct parser *ps, const struct key *k, void *obj,
                           struct tok *v)
@@ -1033,25 +1170,38 @@ static const struct key keys[] = {
 	 .parse = parse_unmatched},
 	{.name = "io-uring", .scope = SCOPE_GLOBAL,
 	 .parse = parse_io_uring},
-	{.name = "match", .scope = SCOPE_RULE, .required = true,
-	 .plain_ok = true, .parse = parse_match},
+	{.name = "match", .scope = SCOPE_RULE, .plain_ok = true,
+	 .side = SIDE_CLIENT, .parse = parse_match},
+	{.name = "accept", .scope = SCOPE_RULE, .side = SIDE_SERVER,
+	 .parse = parse_accept},
 	{.name = "tls", .scope = SCOPE_RULE, .plain_ok = true,
-	 .parse = parse_tls},
-	{.name = "sni", .scope = SCOPE_RULE,
+	 .side = SIDE_CLIENT, .parse = parse_tls},
+	{.name = "sni", .scope = SCOPE_RULE, .side = SIDE_CLIENT,
 	 .parse = parse_dns_name,
 	 .offset = offsetof(struct ts_rule, sni)},
-	{.name = "ca-file", .scope = SCOPE_RULE,
+	{.name = "ca-file", .scope = SCOPE_RULE, .side = SIDE_CLIENT,
 	 .parse = parse_ca_file},
-	{.name = "tls-port", .scope = SCOPE_RULE,
+	{.name = "tls-port", .scope = SCOPE_RULE, .side = SIDE_CLIENT,
 	 .parse = parse_port_key,
 	 .offset = offsetof(struct ts_rule, tls_port)},
+	{.name = "cert", .scope = SCOPE_RULE, .side = SIDE_SERVER,
+	 .parse = parse_srv_cert},
+	{.name = "key", .scope = SCOPE_RULE, .side = SIDE_SERVER,
+	 .parse = parse_srv_key},
+	{.name = "client-ca", .scope = SCOPE_RULE, .side = SIDE_SERVER,
+	 .parse = parse_client_ca},
+	{.name = "client-name", .scope = SCOPE_RULE, .side = SIDE_SERVER,
+	 .parse = parse_client_names},
+	{.name = "client-pin-sha256", .scope = SCOPE_RULE,
+	 .side = SIDE_SERVER, .repeatable = true,
+	 .parse = parse_client_pin},
 	{.name = "crl-file", .scope = SCOPE_RULE,
 	 .parse = parse_crl_file},
 	{.name = "pin-sha256", .scope = SCOPE_RULE, .repeatable = true,
-	 .parse = parse_pin},
-	{.name = "client-cert", .scope = SCOPE_RULE,
+	 .side = SIDE_CLIENT, .parse = parse_pin},
+	{.name = "client-cert", .scope = SCOPE_RULE, .side = SIDE_CLIENT,
 	 .parse = parse_client_cert},
-	{.name = "client-key", .scope = SCOPE_RULE,
+	{.name = "client-key", .scope = SCOPE_RULE, .side = SIDE_CLIENT,
 	 .parse = parse_client_key},
 	{.name = "min-version", .scope = SCOPE_RULE,
 	 .parse = parse_version,
@@ -1093,6 +1243,49 @@ static const struct key *find_key(const char *name)
 
 /* ---- lines and sections ---- */
 
+static unsigned seen(const struct parser *ps, const char *key)
+{
+	return ps->seen[find_key(key) - keys];
+}
+
+/* A rule is a client rule (match) or a server rule (accept), with the
+ * keys of its side. */
+static void check_side(struct parser *ps, const struct ts_rule *r)
+{
+	bool m = seen(ps, "match"), a = seen(ps, "accept");
+
+	if (!m && !a)
+		perr_at(ps, r->line, ps->section_col, "rule '%s' has no "
+		        "'match' (a destination to upgrade) nor 'accept' (a "
+		        "local address to serve TLS on)", r->name);
+	if (m && a)
+		perr_at(ps, seen(ps, "accept"), 1, "rule '%s' has both "
+		        "'match' and 'accept': a rule is a client rule or a "
+		        "server rule", r->name);
+	if (!a)
+		goto keys;
+	if (!seen(ps, "cert") || !seen(ps, "key"))
+		perr_at(ps, r->line, ps->section_col, "rule '%s' accepts "
+		        "connections: it needs 'cert' and 'key'", r->name);
+	if ((seen(ps, "client-name") || seen(ps, "client-pin-sha256")) &&
+	    !seen(ps, "client-ca"))
+		perr_at(ps, seen(ps, "client-name") ? seen(ps, "client-name")
+		                                     : seen(ps, "client-pin-sha256"),
+		        1, "rule '%s': client-name and client-pin-sha256 need "
+		        "'client-ca' (the clients' certificates are verified "
+		        "first)", r->name);
+keys:
+	for (size_t i = 0; i < nkeys; i++) {
+		if (!ps->seen[i] || keys[i].side == SIDE_BOTH ||
+		    (keys[i].side == SIDE_SERVER) == a || m == a)
+			continue;
+		perr_at(ps, ps->seen[i], 1, "rule '%s': '%s' belongs to %s "
+		        "rules", r->name, keys[i].name,
+		        keys[i].side == SIDE_SERVER ? "server (accept)"
+		                                    : "client (match)");
+	}
+}
+
 static void close_section(struct parser *ps)
 {
 	if (ps->in_rule) {
@@ -1104,6 +1297,8 @@ static void close_section(struct parser *ps)
 				perr_at(ps, r->line, ps->section_col,
 				        "rule '%s' has no '%s'", r->name,
 				        keys[i].name);
+		if (r->name)
+			check_side(ps, r);
 		if (r->name && !ps->seen[find_key("client-cert") - keys] !=
 		                       !ps->seen[find_key("client-key") - keys])
 			perr_at(ps, r->line, ps->section_col,
@@ -1412,6 +1607,16 @@ void ts_policy_free(struct ts_policy *p)
 			free(r->alpn[j]);
 		free(r->alpn);
 		free(r->keylog_file);
+		free(r->cert_file);
+		free(r->srv_cert.data);
+		free(r->key_file);
+		free(r->srv_key.data);
+		free(r->client_ca_file);
+		free(r->client_ca.data);
+		for (size_t j = 0; j < r->nclient_names; j++)
+			free(r->client_names[j]);
+		free(r->client_names);
+		free(r->client_pins);
 	}
 	free(p->rules);
 	free(p->path);

@@ -367,6 +367,51 @@ static void test_decide(void)
 	ts_policy_free(p);
 }
 
+/* Server rules: matched on the local address a connection was accepted
+ * on; never by a connect. Client names: DNS names, *.domain, URIs. */
+static void test_accept(void)
+{
+	struct ts_match m4 = {.kind = TS_MATCH_ADDR, .port_lo = 6379,
+	                      .port_hi = 6379, .family = AF_INET,
+	                      .addr = {127, 0, 0, 1}, .prefix = 32};
+	struct ts_match any = {.kind = TS_MATCH_PORT, .port_lo = 8443,
+	                       .port_hi = 8443};
+	struct ts_match cm = {.kind = TS_MATCH_PORT, .port_lo = 6379,
+	                      .port_hi = 6379};
+	struct ts_rule rules[] = {
+		{.name = "c", .matches = &cm, .nmatches = 1},
+		{.name = "s4", .matches = &m4, .nmatches = 1, .server = true},
+		{.name = "any", .matches = &any, .nmatches = 1, .server = true},
+	};
+	struct ts_policy pol = {.rules = rules, .nrules = 3};
+	struct ts_dest d = make_dest("127.0.0.1", 6379, NULL);
+	const struct ts_rule *r = ts_policy_accept(&pol, &d);
+	CHECK(r && !strcmp(r->name, "s4"), "accept by local address");
+	r = ts_policy_match(&pol, &d);
+	CHECK(r && !strcmp(r->name, "c"), "a connect never takes a server rule");
+	d = make_dest("10.0.0.1", 6379, NULL);
+	CHECK(ts_policy_accept(&pol, &d) == NULL, "another local address");
+	d = make_dest("::1", 8443, NULL);
+	r = ts_policy_accept(&pol, &d);
+	CHECK(r && !strcmp(r->name, "any"), "a port: any address");
+	d = make_dest("127.0.0.1", 8443, NULL);
+	CHECK(ts_policy_match(&pol, &d) == NULL, "server rules match no connect");
+	CHECK(ts_policy_serves(&pol));
+	pol.nrules = 1;
+	CHECK(!ts_policy_serves(&pol));
+
+	CHECK(ts_client_name_fits("app1.internal", "APP1.internal"));
+	CHECK(!ts_client_name_fits("app1.internal", "app2.internal"));
+	CHECK(ts_client_name_fits("*.svc.internal", "a.svc.internal"));
+	CHECK(ts_client_name_fits("*.svc.internal", "a.b.svc.internal"));
+	CHECK(!ts_client_name_fits("*.svc.internal", "svc.internal"));
+	CHECK(!ts_client_name_fits("*.svc.internal", "evilsvc.internal"));
+	CHECK(ts_client_name_fits("spiffe://test/app2", "spiffe://test/app2"));
+	CHECK(!ts_client_name_fits("spiffe://test/app2", "spiffe://test/app2x"));
+	CHECK(!ts_client_name_fits("spiffe://test/app2", "SPIFFE://test/app2"),
+	      "URIs compare exactly");
+}
+
 int main(void)
 {
 	test_table();
@@ -374,5 +419,6 @@ int main(void)
 	test_empty();
 	test_normalise();
 	test_decide();
+	test_accept();
 	return check_summary();
 }

@@ -202,6 +202,30 @@ static const struct {
 	 "rule 'r' has tls = no: 'sni' means nothing without TLS"},
 	{"[r]\nmatch = 1\ntls-port = 2\ntls = no\n", 3, 1,
 	 "rule 'r' has tls = no: 'tls-port' means nothing without TLS"},
+	/* server rules (accept) */
+	{"[s]\naccept = 6379\n", 1, 2,
+	 "rule 's' accepts connections: it needs 'cert' and 'key'"},
+	{"[s]\nmatch = 1\naccept = 2\ncert = @D/ca.pem\nkey = @D/key.pem\n",
+	 3, 1, "rule 's' has both 'match' and 'accept'"},
+	{"[s]\naccept = db.internal:6379\ncert = @D/ca.pem\n"
+	 "key = @D/key.pem\n", 2, 10,
+	 "bad accept entry 'db.internal': a local address and port"},
+	{"[s]\naccept = 1\ncert = @D/empty.pem\nkey = @D/key.pem\n", 3, 8,
+	 "has no '-----BEGIN CERTIFICATE-----' block"},
+	{"[s]\naccept = 1\ncert = @D/ca.pem\nkey = @D/key.pem\n"
+	 "client-name = -x\nclient-ca = @D/ca.pem\n", 5, 15,
+	 "bad client-name entry '-x'"},
+	{"[s]\naccept = 1\ncert = @D/ca.pem\nkey = @D/key.pem\n"
+	 "client-name = a.*.b\nclient-ca = @D/ca.pem\n", 5, 15,
+	 "bad client-name entry 'a.*.b'"},
+	{"[s]\naccept = 1\ncert = @D/ca.pem\nkey = @D/key.pem\n"
+	 "client-name = a.b\n", 5, 1,
+	 "client-name and client-pin-sha256 need 'client-ca'"},
+	{"[s]\naccept = 1\ncert = @D/ca.pem\nkey = @D/key.pem\n"
+	 "sni = a.b\n", 5, 1,
+	 "rule 's': 'sni' belongs to client (match) rules"},
+	{"[c]\nmatch = 1\nclient-ca = @D/ca.pem\n", 3, 1,
+	 "rule 'c': 'client-ca' belongs to server (accept) rules"},
 	/* sections */
 	{"[r]\nsni = a.b\n", 1, 2, "rule 'r' has no 'match'"},
 	{"[a]\nmatch = 1\n[ b ]\n[c]\nmatch = 1\n", 3, 3,
