@@ -91,11 +91,14 @@ struct ts_conn {
 	unsigned char *stage;  /* gathers small writev pieces into a record */
 	unsigned char *peek;   /* decrypted, not yet consumed (MSG_PEEK) */
 	size_t peek_len, peek_cap;
-	char dest[80];  /* "ip:port" for messages (TS_DEST_STR_MAX) */
+	/* "ip:port" for messages; for a connection tlsshim serves,
+	 * "client -> local" */
+	char dest[2 * TS_DEST_STR_MAX + 8];
 	char name[256]; /* the name verified */
 	bool send_sni;  /* name is sent as SNI (not an IP literal) */
 	uint16_t tls_port; /* tls-port connected to instead, or 0 */
 	bool summarized;   /* its byte counts logged at exit */
+	bool server;       /* accepted on a server rule: tlsshim serves */
 	/* Asynchronous connect (src/conn_async.c, include/conn_async.h).
 	 * A blocking connect runs the same state machine in the calling
 	 * thread (blocking set), so other threads see it as in progress. */
@@ -114,6 +117,7 @@ struct ts_conn {
 struct ts_state {
 	const struct ts_policy *policy; /* NULL: inert or failed */
 	bool failed;                    /* a named policy did not load */
+	bool serves;                    /* the policy has server rules */
 	char failed_reason[512];
 };
 extern struct ts_state ts_state;
@@ -154,6 +158,14 @@ static inline void ts_conn_ref(struct ts_conn *c)
 		r = plain_call;                                            \
 		break;                                                     \
 	})
+
+/* accept()/accept4() returned fd: when a server rule matches the local
+ * address it was accepted on, fd becomes a TLS server session before the
+ * program sees a byte of it (src/conn_server.c). */
+void ts_conn_accepted(int fd);
+
+/* A new connection's state, HANDSHAKING, one reference (the caller's). */
+struct ts_conn *ts_conn_new(int fd, const struct ts_rule *rule);
 
 /* connect(): returns 1 when the destination is not ours (the caller calls
  * the real connect), else the connect result (0, or -1 with errno). */

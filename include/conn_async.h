@@ -39,6 +39,12 @@ extern atomic_uint ts_async_hot;
 int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
                         socklen_t len, char *why, size_t whylen);
 
+/* From ts_conn_accepted: c, an accepted connection on a server rule, is
+ * installed in HANDSHAKING; its handshake runs in the program's first
+ * calls on the fd, as a non-blocking connect's does (never in accept()).
+ * -1: failed at once, reason in why, c not installed. */
+int ts_conn_async_serve(struct ts_conn *c, char *why, size_t whylen);
+
 /* A blocking connect whose handshake failed (reported and disconnected by
  * ts_conn_async_step): the connect() returns the error itself, so the
  * entry goes and no SO_ERROR is left to report. */

@@ -16,7 +16,7 @@
 
 #include "policy.h"
 
-#define TS_ENGINE_ABI 5
+#define TS_ENGINE_ABI 6
 #define TS_ENGINE_SONAME "libtlsshim-engine.so"
 #define TS_ENGINE_INIT_SYM "ts_engine_init"
 
@@ -29,6 +29,9 @@ struct ts_engine_io {
 	                  socklen_t *len);
 	int (*setsockopt)(int fd, int level, int opt, const void *val,
 	                  socklen_t len);
+	/* A line for the preload's log (level as enum ts_log_level), for
+	 * what happens outside any session (a reload that failed). */
+	void (*log)(int level, const char *msg);
 };
 
 /* Calls that do I/O take the fd to use: the program may reach one session
@@ -48,6 +51,7 @@ struct ts_tls_params {
 	const struct ts_rule *rule;
 	const char *sni;         /* sent as SNI; NULL for none */
 	const char *verify_name; /* DNS name or IP literal to verify */
+	bool server;             /* an accepted connection (rule->server) */
 };
 
 struct ts_tls;
@@ -105,6 +109,9 @@ struct ts_engine {
 	const char *(*reason)(struct ts_tls *t);
 	/* "TLS1.3 AES-256-GCM" and the like, for logs. */
 	void (*describe)(struct ts_tls *t, char *buf, size_t len);
+	/* A server session: the client's identity the rule allowed (a DNS
+	 * or URI name of its certificate), "" when none was asked for. */
+	void (*identity)(struct ts_tls *t, char *buf, size_t len);
 	void (*destroy)(struct ts_tls *t);
 	/* In a forked child, before anything else touches the session: the
 	 * session's lock may have been held by a thread that is gone. */

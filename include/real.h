@@ -25,6 +25,8 @@
 #define TS_REAL_FUNCS(X)                                                   \
 	X(int, socket, (int, int, int))                                    \
 	X(int, connect, (int, const struct sockaddr *, socklen_t))         \
+	X(int, accept, (int, struct sockaddr *, socklen_t *))              \
+	X(int, accept4, (int, struct sockaddr *, socklen_t *, int))        \
 	X(ssize_t, read, (int, void *, size_t))                            \
 	X(ssize_t, write, (int, const void *, size_t))                     \
 	X(ssize_t, send, (int, const void *, size_t, int))                 \

@@ -74,6 +74,12 @@ struct ts_cred {
 	unsigned char trust_id[32];
 	long long checked_ms;        /* last look at the files */
 	char *failed;                /* set: the rule is refused, this is why */
+	/* Server rules (accept): the certificate and key served (ca above
+	 * holds client-ca), and the session ticket key, kept in memory
+	 * only and across reloads (GnuTLS rotates what it derives from it). */
+	struct ts_blob srv_cert, srv_key;
+	struct ts_file_id cert_id, key_id;
+	gnutls_datum_t ticket_key;
 };
 
 /* The current credentials of r, with a reference (ts_cred_put), or NULL
@@ -94,7 +100,7 @@ int ts_cred_versions(const struct ts_rule *r, char *buf, size_t len,
 /* Once, from ts_engine_init: notes the root directory (files are read
  * again only under it) and makes sure no credentials load is half done
  * at fork. */
-void ts_cred_init(void);
+void ts_cred_init(void (*log)(int level, const char *msg));
 /* In a process made by a fork libc did not see (forkwatch.h). */
 void ts_cred_child_reset(void);
 
@@ -117,6 +123,15 @@ int ts_verify_after(gnutls_session_t s, struct ts_verify *v,
                     struct ts_cred *c, time_t *until, char *why,
                     size_t whylen);
 void ts_verify_clear(struct ts_verify *v);
+
+/* After a handshake tlsshim served (an accept rule), before the program
+ * sees a byte: the floor, and with client-ca the client's validated path,
+ * its revocation, client-pin-sha256 and client-name. identity gets the
+ * client name that was allowed (or the certificate's first name; "" with
+ * no client certificate asked). 0, or -1 with the reason in why. */
+int ts_verify_client_after(gnutls_session_t s, struct ts_verify *v,
+                           struct ts_cred *c, char *identity, size_t idlen,
+                           char *why, size_t whylen);
 
 /* Base64 of n bytes into out (4 * ((n + 2) / 3) + 1 bytes). */
 void ts_b64(const unsigned char *in, size_t n, char *out);

@@ -23,7 +23,9 @@
 #include "resolve.h"
 #include "stdio_seal.h"
 
-static const struct ts_engine *_Atomic eng; /* set once, before the first conn */
+/* The engine every conn was made with: loaded (ts_engine_get) before the
+ * first conn exists, then the same for the life of the process. */
+#define eng ts_engine_loaded()
 
 static void conn_destroy(struct ts_fdent *e)
 {
@@ -40,7 +42,7 @@ static void conn_destroy(struct ts_fdent *e)
 	free(c);
 }
 
-static struct ts_conn *conn_new(int fd, const struct ts_rule *rule)
+struct ts_conn *ts_conn_new(int fd, const struct ts_rule *rule)
 {
 	struct ts_conn *c = calloc(1, sizeof *c);
 	if (!c)
@@ -73,7 +75,7 @@ const char *ts_conn_port_note(const struct ts_conn *c, char *buf,
 void ts_conn_tombstone(int fd)
 {
 	static const struct ts_rule unknown = {.name = "(unknown)"};
-	struct ts_conn *c = conn_new(fd, &unknown);
+	struct ts_conn *c = ts_conn_new(fd, &unknown);
 
 	if (!c)
 		return;
@@ -264,10 +266,9 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	else
 		target.in6.sin6_port = htons(dec.port);
 
-	eng = ts_engine_get(why, sizeof why);
-	if (!eng)
+	if (!ts_engine_get(why, sizeof why))
 		goto fail;
-	c = conn_new(fd, rule);
+	c = ts_conn_new(fd, rule);
 	if (!c) {
 		snprintf(why, sizeof why, "out of memory");
 		goto fail;
@@ -592,7 +593,8 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		goto out;
 	}
 	if (c->state != TS_CONN_READY && !c->peek_len) {
-		err = c->broken_errno;
+		/* A dropped client (served_drop): the end of the stream. */
+		err = c->eof ? 0 : c->broken_errno;
 		goto out;
 	}
 	if (atomic_load(&c->rd_shut))

@@ -30,7 +30,9 @@
 #define REGS_MAX 16  /* epoll sets one fd is translated in */
 
 atomic_uint ts_async_hot;
-static const struct ts_engine *_Atomic eng; /* the same value at every store */
+/* The engine every conn was made with: loaded (ts_engine_get) before the
+ * first conn exists, then the same for the life of the process. */
+#define eng ts_engine_loaded()
 static pthread_mutex_t hot_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ts_conn *hot_head;
 
@@ -172,8 +174,7 @@ void ts_conn_async_child_reset(void)
 int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
                         socklen_t len, char *why, size_t whylen)
 {
-	eng = ts_engine_get(why, whylen);
-	if (!eng)
+	if (!ts_engine_get(why, whylen))
 		return -1;
 	c->async = true;
 	c->phase = TS_ASYNC_PRE;
@@ -315,6 +316,75 @@ static void note_cloexec(struct ts_conn *c)
 		         c->dest, c->fd);
 }
 
+static void verified_line(struct ts_conn *c)
+{
+	char desc[128], pn[32];
+
+	eng->describe(c->tls, desc, sizeof desc);
+	if (c->server) {
+		if (c->rule->client_ca_file)
+			ts_info("%s: rule %s %s: %s, client verified (%s)",
+			        program_invocation_short_name, c->rule->name,
+			        c->dest, desc, c->name);
+		else
+			ts_info("%s: rule %s %s: %s, no client certificate "
+			        "asked", program_invocation_short_name,
+			        c->rule->name, c->dest, desc);
+		return;
+	}
+	ts_info("%s: rule %s %s (%s): %s, verified%s",
+	        program_invocation_short_name, c->rule->name, c->dest,
+	        c->name, desc, ts_conn_port_note(c, pn, sizeof pn));
+}
+
+/* A served connection's name in every later line: the client's identity,
+ * or that none was asked for. */
+static void served_name(struct ts_conn *c)
+{
+	eng->identity(c->tls, c->name, sizeof c->name);
+	if (!c->name[0])
+		snprintf(c->name, sizeof c->name, "no client certificate");
+}
+
+/* A client tlsshim served that did not complete the handshake: the
+ * program never sees a byte of it; its reads see the end of the stream,
+ * its writes EPIPE, and the client is let go (FIN). */
+static void served_drop(struct ts_conn *c)
+{
+	(void)REAL(shutdown)(c->fd, SHUT_RDWR);
+	c->state = TS_CONN_BROKEN;
+	c->broken_errno = EPIPE;
+	c->eof = true;
+}
+
+int ts_conn_async_serve(struct ts_conn *c, char *why, size_t whylen)
+{
+	if (!ts_engine_get(why, whylen))
+		return -1;
+	struct ts_tls_params tp = {.fd = c->fd, .rule = c->rule,
+	                           .server = true};
+	c->server = true;
+	c->async = true;
+	c->phase = TS_ASYNC_TLS; /* the TCP connection is there */
+	c->hs_want = POLLIN;      /* the ClientHello */
+	c->hs_deadline = ts_now_ms() + ts_state.policy->handshake_timeout_ms;
+	c->tls = eng->create(&tp, why, whylen);
+	if (!c->tls)
+		return -1;
+	c->owner = ts_owner_new();
+	if (!c->owner) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	hot_add(c);
+	if (ts_fd_install(c->fd, &c->ent) < 0) {
+		hot_remove(c);
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 int ts_conn_async_step(struct ts_conn *c)
 {
 	char why[512] = "";
@@ -336,15 +406,14 @@ int ts_conn_async_step(struct ts_conn *c)
 	if (rv == 0) {
 		c->state = TS_CONN_READY;
 		note_cloexec(c);
-		if (ts_log_level_cur >= TS_LOG_INFO) {
-			char desc[128];
-			eng->describe(c->tls, desc, sizeof desc);
-			char pn[32];
-			ts_info("%s: rule %s %s (%s): %s, verified%s",
-			        program_invocation_short_name, c->rule->name,
-			        c->dest, c->name, desc,
-			        ts_conn_port_note(c, pn, sizeof pn));
-		}
+		if (c->server)
+			served_name(c);
+		if (ts_log_level_cur >= TS_LOG_INFO)
+			verified_line(c);
+	} else if (rv < 0 && c->server) {
+		ts_error("%s %s: %s", c->rule->name, c->dest,
+		         why[0] ? why : "handshake failed");
+		served_drop(c);
 	} else if (rv < 0) {
 		char pn[32];
 		ts_error("%s %s (%s): %s%s", c->rule->name, c->dest, c->name,
@@ -359,7 +428,7 @@ int ts_conn_async_step(struct ts_conn *c)
 	errno = saved;
 	pthread_mutex_unlock(&c->send_lock);
 	pthread_mutex_unlock(&c->recv_lock);
-	if (rv == 0)
+	if (rv == 0 || (rv < 0 && c->server))
 		hot_remove(c);
 	if (rv != 1 || c->hs_want != before)
 		sync_regs(c);

@@ -19,6 +19,12 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static const struct ts_engine *_Atomic engine;
 static char load_error[512];
 
+/* The engine's lines outside any session (a reload that failed). */
+static void engine_log(int level, const char *msg)
+{
+	ts_log(level, "%s", msg);
+}
+
 static void load(void)
 {
 	Dl_info self;
@@ -53,6 +59,7 @@ static void load(void)
 	io.poll = REAL(poll);
 	io.getsockopt = REAL(getsockopt);
 	io.setsockopt = REAL(setsockopt);
+	io.log = engine_log;
 	const struct ts_engine *e = init ? init(&io) : NULL;
 	if (!e || e->abi != TS_ENGINE_ABI) {
 		snprintf(load_error, sizeof load_error,

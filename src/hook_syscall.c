@@ -78,6 +78,10 @@ TS_EXPORT long syscall(long n, ...)
 	switch (n) {
 	case SYS_connect:
 		return connect((int)A(0), P(1), (socklen_t)A(2));
+	case SYS_accept:
+		return accept((int)A(0), P(1), P(2));
+	case SYS_accept4:
+		return accept4((int)A(0), P(1), P(2), (int)A(3));
 	case SYS_sendto:
 		return sendto((int)A(0), P(1), (size_t)A(2), (int)A(3), P(4),
 		              (socklen_t)A(5));

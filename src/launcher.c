@@ -81,7 +81,7 @@ static int check_engine(const struct ts_policy *p)
 {
 	static const struct ts_engine *eng;
 	static const struct ts_engine_io io = {recv, sendmsg, poll, getsockopt,
-	                                       setsockopt};
+	                                       setsockopt, NULL};
 	char lib[PATH_MAX], err[512];
 	int bad = 0;
 

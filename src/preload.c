@@ -105,6 +105,7 @@ static void state_init(void)
 			 * children forked from here on, if not already. */
 			ts_resolve_init();
 			ts_state.policy = p;
+			ts_state.serves = ts_policy_serves(p);
 			if (env_level < 0)
 				ts_log_set_level(p->log_level);
 			ts_debug("policy %s: %zu rules", path, p->nrules);

@@ -64,6 +64,8 @@ struct ts_tls {
 	gnutls_typed_vdata_st vdata[2];
 	enum ts_nodelay nodelay; /* Nagle around the handshake */
 	char verify_name[256];
+	bool server;              /* tlsshim serves: an accept rule */
+	char identity[256];       /* the client the rule allowed */
 	char reason[512];
 	const struct ts_rule *rule;
 	struct ts_cred *cred;     /* the rule's credentials (a reference) */
@@ -188,8 +190,8 @@ static bool not_tls_reason(struct ts_tls *t)
 	}
 	shown[o] = '\0';
 	snprintf(t->reason, sizeof t->reason,
-	         "the server does not speak TLS on this port (it sent: "
-	         "\"%s\"%s)", shown,
+	         "the %s does not speak TLS on this port (it sent: "
+	         "\"%s\"%s)", t->server ? "client" : "server", shown,
 	         t->nfirst == sizeof t->first ? "..." : "");
 	return true;
 }
@@ -347,6 +349,29 @@ static int take_name(const char *in, char *out, size_t len, char *err,
 	return 0;
 }
 
+/* A session tlsshim serves: the client certificate is asked for (and
+ * verified inside the handshake, with the client-auth key purpose) when
+ * the rule names client-ca; ALPN chooses among the rule's protocols;
+ * tickets let returning clients resume. */
+static int serve_setup(struct ts_tls *t, struct ts_cred *cr)
+{
+	int ret;
+
+	if (t->rule->client_ca_file) {
+		gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+		t->vdata[0].type = GNUTLS_DT_KEY_PURPOSE_OID;
+		t->vdata[0].data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT;
+		gnutls_session_set_verify_cert2(t->s, t->vdata, 1, 0);
+		ts_verify_session_init(t->s);
+	}
+	if (cr->nalpn &&
+	    (ret = gnutls_alpn_set_protocols(t->s, cr->alpn, cr->nalpn,
+	                                     GNUTLS_ALPN_SERVER_PRECEDENCE)) <
+	            0)
+		return ret;
+	return gnutls_session_ticket_enable_server(t->s, &cr->ticket_key);
+}
+
 static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
                                  size_t errlen)
 {
@@ -364,14 +389,16 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	atomic_init(&t->io_fd, -1);
 	pthread_mutex_init(&t->lock, NULL);
 	t->rule = p->rule;
-	if (take_name(p->verify_name, t->verify_name, sizeof t->verify_name,
-	              err, errlen) < 0 ||
-	    (p->sni && take_name(p->sni, sni, sizeof sni, err, errlen) < 0))
+	t->server = p->server;
+	if (!t->server &&
+	    (take_name(p->verify_name, t->verify_name, sizeof t->verify_name,
+	               err, errlen) < 0 ||
+	     (p->sni && take_name(p->sni, sni, sizeof sni, err, errlen) < 0)))
 		goto err;
 	cr = t->cred = ts_cred_get(p->rule, err, errlen);
 	if (!cr)
 		goto err;
-	ret = gnutls_init(&t->s, GNUTLS_CLIENT);
+	ret = gnutls_init(&t->s, t->server ? GNUTLS_SERVER : GNUTLS_CLIENT);
 	if (ret < 0)
 		goto gerr;
 	gnutls_transport_set_ptr(t->s, t);
@@ -392,6 +419,11 @@ static struct ts_tls *tls_create(const struct ts_tls_params *p, char *err,
 	ret = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, cr->xcred);
 	if (ret < 0)
 		goto gerr;
+	if (t->server) {
+		if ((ret = serve_setup(t, cr)) < 0)
+			goto gerr;
+		return t;
+	}
 	if (cr->nalpn) {
 		ret = gnutls_alpn_set_protocols(t->s, cr->alpn, cr->nalpn, 0);
 		if (ret < 0)
@@ -455,8 +487,10 @@ static int check_alpn(struct ts_tls *t)
 	if (gnutls_alpn_get_selected_protocol(t->s, &sel) == 0)
 		return 0;
 	snprintf(t->reason, sizeof t->reason,
-	         "alpn-required: the server selected none of the offered "
-	         "protocols (ALPN)");
+	         t->server ? "alpn-required: the client offered none of the "
+	                     "rule's protocols (ALPN)"
+	                   : "alpn-required: the server selected none of the "
+	                     "offered protocols (ALPN)");
 	return -1;
 }
 
@@ -464,6 +498,13 @@ static int check_alpn(struct ts_tls *t)
  * handed to the program: nothing of the program's has been sent. */
 static int after_handshake(struct ts_tls *t)
 {
+	if (t->server) {
+		if (ts_verify_client_after(t->s, &t->verify, t->cred,
+		                           t->identity, sizeof t->identity,
+		                           t->reason, sizeof t->reason) < 0)
+			return -1;
+		return t->rule->alpn_required ? check_alpn(t) : 0;
+	}
 	if (ts_verify_after(t->s, &t->verify, t->cred, &t->ckey.until,
 	                    t->reason, sizeof t->reason) < 0)
 		return -1;
@@ -490,6 +531,19 @@ static void set_reason(struct ts_tls *t, int ret)
 				t->reason[--n] = '\0';
 			return;
 		}
+	}
+	if (t->server && (ret == GNUTLS_E_CERTIFICATE_REQUIRED ||
+	                  ret == GNUTLS_E_NO_CERTIFICATE_FOUND)) {
+		snprintf(t->reason, sizeof t->reason,
+		         "the client sent no certificate (client-ca asks for "
+		         "one)");
+		return;
+	}
+	if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED && t->server) {
+		snprintf(t->reason, sizeof t->reason,
+		         "the client sent a fatal alert: %s",
+		         gnutls_alert_get_name(gnutls_alert_get(t->s)));
+		return;
 	}
 	if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 		gnutls_alert_description_t a = gnutls_alert_get(t->s);
@@ -680,8 +734,8 @@ static ssize_t recv_locked(struct ts_tls *t, void *buf, size_t len)
 			/* EOF without close_notify: reads end as at EOF; the
 			 * reason lets the caller note a possible truncation. */
 			snprintf(t->reason, sizeof t->reason,
-			         "the server ended the stream without "
-			         "close_notify");
+			         "the %s ended the stream without "
+			         "close_notify", t->server ? "client" : "server");
 			return 0;
 		case GNUTLS_E_REHANDSHAKE:
 			/* Renegotiation is not offered; keep reading. */
@@ -900,6 +954,11 @@ static int tls_close_linger(struct ts_tls *t, int fd, bool closing,
 	return rc;
 }
 
+static void tls_identity(struct ts_tls *t, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", t->identity);
+}
+
 static const char *tls_reason(struct ts_tls *t)
 {
 	return t->reason;
@@ -973,6 +1032,7 @@ static const struct ts_engine ops = {
 	.destroy = tls_destroy,
 	.child_reset = tls_child_reset,
 	.set_io_fd = tls_set_io_fd,
+	.identity = tls_identity,
 	.process_reset = tls_process_reset,
 	.check_rule = tls_check_rule,
 };
@@ -981,7 +1041,7 @@ EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)
 {
 	if (gnutls_global_init() < 0)
 		return NULL;
-	ts_cred_init();
+	ts_cred_init(tio->log);
 	io = *tio;
 	ts_nodelay_bind(&io);
 	return &ops;

@@ -38,6 +38,9 @@
 static const char base_priority[] = "NORMAL";
 
 static struct ts_cred *creds;
+/* Whose chain the messages speak of: the server's, or, where tlsshim
+ * serves (an accept rule), the client's. */
+static __thread const char *peer = "server";
 static pthread_mutex_t creds_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The CRL signature memo (struct ts_crl), taken alone or inside
  * creds_lock (a load verifies its anchors' CRLs). */
@@ -339,6 +342,7 @@ static bool file_id_eq(const struct ts_file_id *a, const struct ts_file_id *b)
  * lets others write: the files are then never read again, and what was
  * read stays in use. */
 static struct ts_file_id root_id;
+static void (*log_line)(int level, const char *msg);
 
 static bool same_root(void)
 {
@@ -610,7 +614,7 @@ static int check_crls(struct ts_cred *c, gnutls_x509_crt_t *path, unsigned n,
 		gnutls_datum_t dn = {0};
 		if (gnutls_x509_crt_get_raw_dn(path[k + 1], &dn) < 0) {
 			snprintf(why, len, "cannot read the name of a "
-			         "certificate on the server's chain");
+			         "certificate on the %s's chain", peer);
 			return -1;
 		}
 		for (size_t i = 0; i < c->ncrls; i++) {
@@ -620,9 +624,9 @@ static int check_crls(struct ts_cred *c, gnutls_x509_crt_t *path, unsigned n,
 			if (crl_verified_by(e, path[k + 1]) < 0) {
 				subject(path[k + 1], by, sizeof by);
 				snprintf(why, len, "crl-file %s: CRL %zu names "
-				         "%.200s (on the server's chain) as its "
+				         "%.200s (on the %s's chain) as its "
 				         "issuer but is not signed by it", file,
-				         i + 1, by);
+				         i + 1, by, peer);
 				gnutls_free(dn.data);
 				return -1;
 			}
@@ -645,8 +649,8 @@ static int check_crls(struct ts_cred *c, gnutls_x509_crt_t *path, unsigned n,
 		subject(path[1], by, sizeof by);
 		subject(path[0], who, sizeof who);
 		snprintf(why, len, "crl-file %s holds no CRL from %.200s, the "
-		         "issuer of the server's certificate (%.200s): its "
-		         "revocation cannot be judged", file, by, who);
+		         "issuer of the %s's certificate (%.200s): its "
+		         "revocation cannot be judged", file, by, peer, who);
 		return -1;
 	}
 	return 0;
@@ -667,6 +671,15 @@ static void cred_free(struct ts_cred *c)
 		gnutls_certificate_free_credentials(c->xcred);
 	free(c->ca.data);
 	free(c->crl.data);
+	free(c->srv_cert.data);
+	if (c->srv_key.data) {
+		gnutls_memset(c->srv_key.data, 0, c->srv_key.len);
+		free(c->srv_key.data);
+	}
+	if (c->ticket_key.data) {
+		gnutls_memset(c->ticket_key.data, 0, c->ticket_key.size);
+		gnutls_free(c->ticket_key.data);
+	}
 	free(c->failed);
 	free(c);
 }
@@ -675,6 +688,58 @@ void ts_cred_put(struct ts_cred *c)
 {
 	if (c && atomic_fetch_sub(&c->refs, 1) == 1)
 		cred_free(c);
+}
+
+static void alpn_list(struct ts_cred *c)
+{
+	const struct ts_rule *r = c->rule;
+
+	for (size_t i = 0; i < r->nalpn && i < 16; i++) {
+		c->alpn[i].data = (unsigned char *)r->alpn[i];
+		c->alpn[i].size = (unsigned)strlen(r->alpn[i]);
+		c->nalpn++;
+	}
+}
+
+/* An accept rule: the certificate and key served, client-ca (the
+ * clients' trust anchors) and their CRLs, a ticket key. */
+static int build_server(struct ts_cred *c, char *err, size_t errlen)
+{
+	const struct ts_rule *r = c->rule;
+	int ret;
+
+	if (c->ca.data) {
+		gnutls_datum_t d = {c->ca.data, (unsigned)c->ca.len};
+		ret = gnutls_certificate_set_x509_trust_mem(
+			c->xcred, &d, GNUTLS_X509_FMT_PEM);
+		if (ret == 0)
+			ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
+		if (ret < 0) {
+			snprintf(err, errlen, "client-ca %s: %s",
+			         r->client_ca_file, gnutls_strerror(ret));
+			return -1;
+		}
+	}
+	if (c->crl.data && load_crls(c, err, errlen) < 0)
+		return -1;
+	gnutls_datum_t cd = {c->srv_cert.data, (unsigned)c->srv_cert.len};
+	gnutls_datum_t kd = {c->srv_key.data, (unsigned)c->srv_key.len};
+	ret = gnutls_certificate_set_x509_key_mem2(c->xcred, &cd, &kd,
+	                                           GNUTLS_X509_FMT_PEM, NULL,
+	                                           0);
+	if (ret < 0) {
+		snprintf(err, errlen, "cert %s / key %s: %s", r->cert_file,
+		         r->key_file, gnutls_strerror(ret));
+		return -1;
+	}
+	if (!c->ticket_key.data &&
+	    (ret = gnutls_session_ticket_key_generate(&c->ticket_key)) < 0) {
+		snprintf(err, errlen, "session ticket key: %s",
+		         gnutls_strerror(ret));
+		return -1;
+	}
+	alpn_list(c);
+	return 0;
 }
 
 static int build(struct ts_cred *c, char *err, size_t errlen)
@@ -689,6 +754,8 @@ static int build(struct ts_cred *c, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", gnutls_strerror(ret));
 		return -1;
 	}
+	if (r->server)
+		return build_server(c, err, errlen);
 	if (c->ca.data) {
 		gnutls_datum_t d = {c->ca.data, (unsigned)c->ca.len};
 		ret = gnutls_certificate_set_x509_trust_mem(
@@ -731,10 +798,32 @@ static int build(struct ts_cred *c, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	for (size_t i = 0; i < r->nalpn && i < 16; i++) {
-		c->alpn[i].data = (unsigned char *)r->alpn[i];
-		c->alpn[i].size = (unsigned)strlen(r->alpn[i]);
-		c->nalpn++;
+	alpn_list(c);
+	return 0;
+}
+
+/* An accept rule's files as they are now; the ticket key carries over
+ * (returning clients still resume after a certificate rotation). */
+static int server_files(struct ts_cred *c, const struct ts_cred *prev)
+{
+	const struct ts_rule *r = c->rule;
+
+	if (r->client_ca_file &&
+	    take_file(r->client_ca_file, prev ? &prev->ca : &r->client_ca,
+	              &c->ca, &c->ca_id) < 0)
+		return -1;
+	if (take_file(r->cert_file, prev ? &prev->srv_cert : &r->srv_cert,
+	              &c->srv_cert, &c->cert_id) < 0 ||
+	    take_file(r->key_file, prev ? &prev->srv_key : &r->srv_key,
+	              &c->srv_key, &c->key_id) < 0)
+		return -1;
+	if (prev && prev->ticket_key.data) {
+		c->ticket_key.data = gnutls_malloc(prev->ticket_key.size);
+		if (!c->ticket_key.data)
+			return -1;
+		memcpy(c->ticket_key.data, prev->ticket_key.data,
+		       prev->ticket_key.size);
+		c->ticket_key.size = prev->ticket_key.size;
 	}
 	return 0;
 }
@@ -755,6 +844,8 @@ static struct ts_cred *cred_new(const struct ts_rule *r,
 		return NULL;
 	c->rule = r;
 	atomic_init(&c->refs, 1);
+	if (r->server && server_files(c, prev) < 0)
+		goto oom;
 	if (r->ca_file &&
 	    take_file(r->ca_file, prev ? &prev->ca : &r->ca, &c->ca,
 	              &c->ca_id) < 0)
@@ -774,6 +865,37 @@ oom:
 	return NULL;
 }
 
+static bool files_changed(const struct ts_cred *c)
+{
+	const struct ts_rule *r = c->rule;
+
+	if (r->server)
+		return file_changed(r->cert_file, &c->cert_id) ||
+		       file_changed(r->key_file, &c->key_id) ||
+		       file_changed(r->client_ca_file, &c->ca_id) ||
+		       file_changed(r->crl_file, &c->crl_id);
+	return file_changed(r->ca_file, &c->ca_id) ||
+	       file_changed(r->crl_file, &c->crl_id);
+}
+
+/* The files of an accept rule changed and do not load: the old ones stay
+ * in use (their ids take the new files', so the same broken files are
+ * not read again), and the error is logged. */
+static void reload_failed(struct ts_cred *old, const struct ts_cred *n)
+{
+	char msg[700];
+
+	old->cert_id = n->cert_id;
+	old->key_id = n->key_id;
+	old->ca_id = n->ca_id;
+	old->crl_id = n->crl_id;
+	snprintf(msg, sizeof msg, "rule %s: the changed files do not load "
+	         "(%s); still serving the previous certificate",
+	         old->rule->name, n->failed);
+	if (log_line)
+		log_line(TS_LOG_ERROR, msg);
+}
+
 struct ts_cred *ts_cred_get(const struct ts_rule *r, char *err,
                             size_t errlen)
 {
@@ -786,9 +908,16 @@ struct ts_cred *ts_cred_get(const struct ts_rule *r, char *err,
 			break;
 	if (c && now - c->checked_ms >= TS_TRUST_RECHECK_MS) {
 		c->checked_ms = now;
-		if (file_changed(r->ca_file, &c->ca_id) ||
-		    file_changed(r->crl_file, &c->crl_id)) {
+		if (files_changed(c)) {
 			struct ts_cred *n = cred_new(r, c);
+			if (n && n->failed && r->server && !c->failed) {
+				/* A server keeps serving: the new files wait
+				 * until they load (looked at again when they
+				 * change). */
+				reload_failed(c, n);
+				ts_cred_put(n);
+				n = NULL;
+			}
 			if (n) {
 				n->checked_ms = now;
 				n->next = c->next;
@@ -846,8 +975,9 @@ void ts_cred_child_reset(void)
 	pthread_mutex_init(&memo_lock, NULL);
 }
 
-void ts_cred_init(void)
+void ts_cred_init(void (*log)(int level, const char *msg))
 {
+	log_line = log;
 	struct stat st;
 
 	if (stat("/", &st) == 0)
@@ -918,8 +1048,8 @@ static int build_path(gnutls_session_t s, const struct ts_verify *v,
 
 	*n = 0;
 	if (!peers || !np || !v->nlinks) {
-		snprintf(why, len, "the server's certificate chain was not "
-		         "verified");
+		snprintf(why, len, "the %s's certificate chain was not "
+		         "verified", peer);
 		return -1;
 	}
 	der[0] = &peers[0];
@@ -932,7 +1062,7 @@ static int build_path(gnutls_session_t s, const struct ts_verify *v,
 		if (gnutls_x509_crt_import(path[*n - 1], der[*n - 1],
 		                           GNUTLS_X509_FMT_DER) < 0) {
 			snprintf(why, len, "cannot read a certificate of the "
-			         "server's chain");
+			         "%s's chain", peer);
 			return -1;
 		}
 		const gnutls_datum_t *next = NULL;
@@ -1203,5 +1333,157 @@ out:
 	while (n--)
 		gnutls_x509_crt_deinit(path[n]);
 	ts_verify_clear(v);
+	return rv;
+}
+
+/* ---- the client of an accept rule ---- */
+
+/* The DNS and URI names of crt (its subjectAltName), else its CN, one at
+ * a time: 0 and the name in buf, or -1 when there are no more. */
+static int cert_name(gnutls_x509_crt_t crt, unsigned *seq, char *buf,
+                     size_t len, bool *cn_only)
+{
+	for (;; (*seq)++) {
+		size_t n = len - 1;
+		unsigned crit;
+		int t = gnutls_x509_crt_get_subject_alt_name(crt, *seq, buf, &n,
+		                                             &crit);
+		if (t == GNUTLS_SAN_DNSNAME || t == GNUTLS_SAN_URI) {
+			buf[n] = '\0';
+			(*seq)++;
+			*cn_only = false;
+			return 0;
+		}
+		if (t == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (t < 0 && t != GNUTLS_E_SHORT_MEMORY_BUFFER)
+			break;
+	}
+	/* No name in the SAN: the CN, once. */
+	if (!*cn_only)
+		return -1;
+	*cn_only = false;
+	size_t n = len - 1;
+	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0,
+	                                  0, buf, &n) < 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* The client's name: one client-name allows, or (none set) its first. */
+static int client_identity(const struct ts_rule *r, gnutls_x509_crt_t leaf,
+                           char *identity, size_t idlen, char *why,
+                           size_t len)
+{
+	char name[256], seen[256] = "";
+	unsigned seq = 0;
+	bool cn_only = true;
+
+	while (cert_name(leaf, &seq, name, sizeof name, &cn_only) == 0) {
+		if (!seen[0])
+			snprintf(seen, sizeof seen, "%s", name);
+		if (!r->nclient_names) {
+			snprintf(identity, idlen, "%s", name);
+			return 0;
+		}
+		for (size_t i = 0; i < r->nclient_names; i++)
+			if (ts_client_name_fits(r->client_names[i], name)) {
+				snprintf(identity, idlen, "%s", name);
+				return 0;
+			}
+	}
+	if (!r->nclient_names)
+		return 0;
+	snprintf(why, len, "the client's certificate (%s) names no identity "
+	         "client-name allows", seen[0] ? seen : "no name");
+	return -1;
+}
+
+static int client_pin(const struct ts_rule *r, gnutls_x509_crt_t leaf,
+                      char *why, size_t len)
+{
+	unsigned char id[32];
+	size_t idlen = sizeof id;
+	char shown[48] = "?";
+
+	if (gnutls_x509_crt_get_key_id(leaf, GNUTLS_KEYID_USE_SHA256, id,
+	                               &idlen) == 0 &&
+	    idlen == sizeof id) {
+		for (size_t j = 0; j < r->nclient_pins; j++)
+			if (!memcmp(r->client_pins[j], id, sizeof id))
+				return 0;
+		ts_b64(id, sizeof id, shown);
+	}
+	snprintf(why, len, "the client's key (pin-sha256 %s) is not among "
+	         "client-pin-sha256", shown);
+	return -1;
+}
+
+/* A resumed session: the client proved its certificate in the session
+ * the ticket came from; its leaf is judged again (names, pins), the CRLs'
+ * currency too. */
+static int resumed_leaf(gnutls_session_t s, struct ts_cred *c,
+                        gnutls_x509_crt_t *leaf, char *why, size_t len)
+{
+	unsigned np = 0;
+	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &np);
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < c->ncrls; i++)
+		if (crl_times(&c->crls[i], i, c->rule->crl_file, now, why, len) <
+		    0)
+			return -1;
+	if (!peers || !np || gnutls_x509_crt_init(leaf) < 0) {
+		snprintf(why, len, "the resumed session carries no client "
+		         "certificate");
+		return -1;
+	}
+	if (gnutls_x509_crt_import(*leaf, &peers[0], GNUTLS_X509_FMT_DER) < 0) {
+		gnutls_x509_crt_deinit(*leaf);
+		snprintf(why, len, "cannot read the client's certificate");
+		return -1;
+	}
+	return 0;
+}
+
+int ts_verify_client_after(gnutls_session_t s, struct ts_verify *v,
+                           struct ts_cred *c, char *identity, size_t idlen,
+                           char *why, size_t whylen)
+{
+	const struct ts_rule *r = c->rule;
+	gnutls_x509_crt_t path[TS_PATH_MAX];
+	unsigned n = 0;
+	int rv = -1;
+
+	peer = "client";
+	why[0] = identity[0] = '\0';
+	if (session_floor(s, c, gnutls_session_is_resumed(s), why, whylen) <
+	    0)
+		goto out;
+	if (!r->client_ca_file) {
+		rv = 0;
+		goto out;
+	}
+	if (gnutls_session_is_resumed(s)) {
+		if (resumed_leaf(s, c, &path[0], why, whylen) < 0)
+			goto out;
+		n = 1;
+	} else {
+		if (build_path(s, v, path, &n, why, whylen) < 0)
+			goto out;
+		if (c->ncrls && check_crls(c, path, n, why, whylen) < 0)
+			goto out;
+	}
+	if (r->nclient_pins && client_pin(r, path[0], why, whylen) < 0)
+		goto out;
+	if (client_identity(r, path[0], identity, idlen, why, whylen) < 0)
+		goto out;
+	rv = 0;
+out:
+	while (n--)
+		gnutls_x509_crt_deinit(path[n]);
+	ts_verify_clear(v);
+	peer = "server";
 	return rv;
 }
