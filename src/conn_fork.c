@@ -12,6 +12,8 @@
  *     no owner. The first process, parent or child, to use a released
  *     direction claims it and moves the epoch on; every other copy then
  *     holds an older epoch and can never claim it again;
+ *   - a handshake is claimed whole: its steps take the writes, then the
+ *     reads (src/conn_async.c owns_both);
  *   - a direction in use during the fork, and every direction after a fork
  *     libc did not see (_Fork, syscall(SYS_fork), clone: found by
  *     forkwatch.h), stays the parent's;
@@ -135,8 +137,10 @@ static void release_one(int fd, struct ts_fdent *e, void *ctx)
 		    pthread_mutex_trylock(dir_lock(c, d)) != 0)
 			continue;
 		c->fork_locked[d] = true;
-		if (c->owner && c->state != TS_CONN_HANDSHAKING &&
-		    ts_conn_owned(c, (enum ts_dir)d, false))
+		/* A handshake in progress too: a pre-fork server accepts in
+		 * the parent and serves in the child. Its steps claim the
+		 * writes first, then the reads, so one process gets both. */
+		if (c->owner && ts_conn_owned(c, (enum ts_dir)d, false))
 			atomic_store(&c->owner->dir[d],
 			             OWN(0, c->epoch[d]));
 	}

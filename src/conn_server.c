@@ -50,6 +50,7 @@ void ts_conn_accepted(int fd)
 		goto fail;
 	}
 	snprintf(c->dest, sizeof c->dest, "%s -> %s", p, l);
+	snprintf(c->name, sizeof c->name, "TLS client"); /* until verified */
 	int fl = REAL(fcntl)(fd, F_GETFL);
 	c->nonblock = fl >= 0 && (fl & O_NONBLOCK);
 	if (ts_conn_async_serve(c, why, sizeof why) < 0) {
