@@ -44,12 +44,13 @@ static void usage(FILE *f)
 	fprintf(f,
 	"usage: tlsshim [-p POLICY] [-l LEVEL] [--] COMMAND [ARG...]\n"
 	"       tlsshim --check POLICY...\n"
-	"       tlsshim --explain POLICY HOST:PORT\n"
+	"       tlsshim --explain POLICY HOST:PORT | :PORT\n"
 	"       tlsshim --probe POLICY HOST:PORT\n"
 	"       eval \"$(tlsshim [-p POLICY] on)\"    eval \"$(tlsshim off)\"\n"
 	"\n"
 	"Run COMMAND with the TCP connections POLICY selects upgraded to\n"
-	"verified TLS. Without -p: $TLSSHIM_POLICY, else COMMAND.conf or\n"
+	"verified TLS: those it opens (match rules) and those it accepts\n"
+	"(accept rules). Without -p: $TLSSHIM_POLICY, else COMMAND.conf or\n"
 	"default.conf in " TS_POLICY_DIR ".\n"
 	"\n"
 	"  -p, --policy POLICY    policy file\n"
@@ -439,7 +440,7 @@ int main(int argc, char **argv)
 	case OPT_EXPLAIN:
 		if (nargs != 2) {
 			fprintf(stderr, "usage: tlsshim --explain POLICY "
-			        "HOST:PORT\n");
+			        "HOST:PORT | :PORT\n");
 			return 2;
 		}
 		if (find_library(lib, sizeof lib) < 0) {

@@ -320,6 +320,140 @@ static void explain_decision(const struct ts_decision *d, uint16_t port,
 	}
 }
 
+/* A server rule: what a connection accepted on its addresses becomes. */
+static void explain_serve(const struct ts_rule *r, const struct engine *eng)
+{
+	char vers[64], why[512];
+
+	say("%sverdict:       serve TLS: rule %s; the program reads the "
+	    "client's first byte only after the handshake%s", ind, r->name,
+	    r->client_ca.data ? " and the client's verification" : "");
+	say("%srule:          [%s] (line %u)", ind, r->name, r->line);
+	say("%scertificate:   %s (%zu certificate%s, re-read when it "
+	    "changes)", ind, r->cert_file, count_certs(&r->srv_cert),
+	    count_certs(&r->srv_cert) == 1 ? "" : "s");
+	say("%skey:           %s (re-read when it changes)", ind,
+	    r->key_file);
+	if (r->client_ca.data)
+		say("%sclients:       a certificate is required, chained to "
+		    "%s (%zu certificate%s)", ind, r->client_ca_file,
+		    count_certs(&r->client_ca),
+		    count_certs(&r->client_ca) == 1 ? "" : "s");
+	else
+		say("%sclients:       no certificate asked: any TLS client "
+		    "may connect", ind);
+	for (size_t i = 0; i < r->nclient_names; i++)
+		say("%sclient-name:   %s%s", ind, r->client_names[i],
+		    i ? "" : " (one of these must be a SAN of the client)");
+	for (size_t i = 0; i < r->nclient_pins; i++) {
+		char b64[64];
+		base64(r->client_pins[i], 32, b64, sizeof b64);
+		say("%sclient pin:    %s (the client's key, in addition to "
+		    "its chain)", ind, b64);
+	}
+	if (r->crl.data)
+		say("%srevocation:    %s (client chains; re-read when it "
+		    "changes)", ind, r->crl_file);
+	if (eng->versions(r, vers, sizeof vers, why, sizeof why) == 0) {
+		say("%sversions:      %s", ind, vers);
+	} else {
+		say("%sversions:      (none)", ind);
+		say("%sengine:        drops this rule's clients: %s", ind,
+		    why);
+	}
+	if (r->priority)
+		say("%spriority:      %s", ind, r->priority);
+	if (!r->nalpn)
+		say("%sALPN:          none selected", ind);
+	for (size_t i = 0; i < r->nalpn; i++)
+		say("%sALPN:          %s%s", ind, r->alpn[i],
+		    r->alpn_required && i == 0
+		            ? " (a client offering none of these is dropped)"
+		            : "");
+	if (r->keylog_file)
+		say("%skeylog-file:   %s (session keys written there)", ind,
+		    r->keylog_file);
+	say("%sresumption:    session tickets (key in memory only)", ind);
+	if (r->client_ca.data)
+		say("%schecks:        client chain, client-auth key purpose%s%s%s",
+		    ind, r->crl.data ? ", revocation" : "",
+		    r->nclient_names ? ", client-name" : "",
+		    r->nclient_pins ? ", client pins" : "");
+}
+
+static void explain_accepted(const struct ts_policy *p,
+                             const struct ts_dest *local,
+                             const struct engine *eng)
+{
+	const struct ts_rule *r = ts_policy_accept(p, local);
+	if (r) {
+		explain_serve(r, eng);
+		return;
+	}
+	say("%sverdict:       pass: no accept rule matches; connections "
+	    "accepted here are left alone (plaintext)", ind);
+}
+
+/* --explain POLICY :PORT: the accept rules for a port, on any local
+ * address, in the order the preload tries them. */
+static int explain_port(const struct ts_policy *p, const char *target,
+                        const struct engine *eng)
+{
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(target + 1, &end, 10);
+	if (errno || *end || end == target + 1 || port < 1 || port > 65535) {
+		complain("tlsshim: bad local port '%s': expected :PORT",
+		         target);
+		return 2;
+	}
+	say("policy %s", p->path);
+	say("%s", "");
+	say("connections the program accepts on port %lu:", port);
+	ind = "    ";
+	bool any = false; /* an earlier rule took some addresses */
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct ts_rule *r = &p->rules[i];
+		char where[1024] = "";
+		size_t w = 0;
+		bool everywhere = false;
+		for (size_t j = 0; r->server && j < r->nmatches; j++) {
+			const struct ts_match *m = &r->matches[j];
+			char ip[INET6_ADDRSTRLEN], pfx[8] = "";
+			if (port < m->port_lo || port > m->port_hi)
+				continue;
+			if (m->kind == TS_MATCH_PORT) {
+				everywhere = true;
+				break;
+			}
+			inet_ntop(m->family, m->addr, ip, sizeof ip);
+			if (m->prefix != (m->family == AF_INET ? 32u : 128u))
+				snprintf(pfx, sizeof pfx, "/%u", m->prefix);
+			w += (size_t)snprintf(where + w, sizeof where - w,
+			                      "%s%s%s%s%s", w ? ", " : "",
+			                      m->family == AF_INET6 ? "[" : "",
+			                      ip, m->family == AF_INET6 ? "]" : "",
+			                      pfx);
+			if (w >= sizeof where)
+				w = sizeof where - 1;
+		}
+		if (everywhere)
+			say("  on any %slocal address:", any ? "other " : "");
+		else if (w)
+			say("  on %s:", where);
+		else
+			continue;
+		explain_serve(r, eng);
+		if (everywhere)
+			return 0;
+		any = true;
+	}
+	say("  on any %slocal address:", any ? "other " : "");
+	say("%sverdict:       pass: no accept rule matches; connections "
+	    "accepted there are left alone (plaintext)", ind);
+	return 0;
+}
+
 int ts_launcher_explain(const char *policy, const char *target,
                         const char *preload_lib)
 {
@@ -331,6 +465,12 @@ int ts_launcher_explain(const char *policy, const char *target,
 
 	if (!p)
 		return 2;
+	if (target[0] == ':') {
+		rv = load_engine(preload_lib, &eng) < 0
+		             ? 2
+		             : explain_port(p, target, &eng);
+		goto out;
+	}
 	if (parse_or_complain(target, &t) < 0 ||
 	    load_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
 		goto out;
@@ -346,25 +486,36 @@ int ts_launcher_explain(const char *policy, const char *target,
 		say("%s%s%s%s", dest, t.is_name ? " (" : "",
 		    t.is_name ? t.host : "", t.is_name ? ")" : "");
 		ts_policy_decide(p, &d, &plain);
-		ind = "  ";
+		/* A policy with server rules: this address as a local one
+		 * too, and the client decision one level deeper. */
+		bool serves = ts_policy_serves(p);
+		const char *sub = serves ? "    " : "  ";
+		if (serves) {
+			ind = "    ";
+			say("  accepted on this local address (accept rules):");
+			explain_accepted(p, &d, &eng);
+			say("  connected to (match rules):");
+		}
+		ind = sub;
 		if (!t.is_name) {
 			explain_decision(&plain, t.port, &eng);
 			continue;
 		}
-		ind = "    ";
+		ind = serves ? "      " : "    ";
 		d.host = t.host;
 		ts_policy_decide(p, &d, &learned);
 		if (same_decision(&learned, &plain)) {
-			say("  whether or not the program resolves %s through "
-			    "libc:", t.host);
+			say("%swhether or not the program resolves %s through "
+			    "libc:", sub, t.host);
 			explain_decision(&learned, t.port, &eng);
 			continue;
 		}
-		say("  a program that resolves %s through libc (tlsshim "
-		    "learns the name):", t.host);
+		say("%sa program that resolves %s through libc (tlsshim "
+		    "learns the name):", sub, t.host);
 		explain_decision(&learned, t.port, &eng);
-		say("  a program that does not (it was given the address, or "
-		    "resolves the name itself, as curl does for localhost):");
+		say("%sa program that does not (it was given the address, or "
+		    "resolves the name itself, as curl does for localhost):",
+		    sub);
 		explain_decision(&plain, t.port, &eng);
 	}
 	rv = 0;

@@ -172,6 +172,73 @@ teardown() {
 	[[ "$output" == *"bad destination 'nonsense'"* ]]
 }
 
+# A policy with server rules: --explain :PORT lists the accept rules for
+# the port in the order the preload tries them; an address shows both
+# sides (what is accepted on it, what connects to it).
+server_policy() {
+	cat >"$BATS_TEST_TMPDIR/s.conf" <<P
+[in-local]
+accept = 127.0.0.1:7000, [::1]:7000
+cert = $CERTS/good.pem
+key = $CERTS/good.key
+client-ca = $CERTS/ca.pem
+client-name = app1.internal, spiffe://test/app2
+alpn = redis
+
+[in-any]
+accept = 7000-7001
+cert = $CERTS/good.pem
+key = $CERTS/good.key
+
+[out]
+match = 127.0.0.1:7002
+ca-file = $CERTS/ca.pem
+P
+}
+
+@test "--explain :PORT shows each accept rule: addresses, certificate, client checks" {
+	server_policy
+	run timeout 10 "$TLSSHIM" --check "$BATS_TEST_TMPDIR/s.conf"
+	[ "$status" -eq 0 ]
+	run timeout 10 "$TLSSHIM" --explain "$BATS_TEST_TMPDIR/s.conf" :7000
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"connections the program accepts on port 7000:
+  on 127.0.0.1, [::1]:
+    verdict:       serve TLS: rule in-local; the program reads the client's first byte only after the handshake and the client's verification"* ]]
+	[[ "$output" == *"certificate:   $CERTS/good.pem (1 certificate, re-read when it changes)"* ]]
+	[[ "$output" == *"clients:       a certificate is required, chained to $CERTS/ca.pem (1 certificate)"* ]]
+	[[ "$output" == *"client-name:   app1.internal (one of these must be a SAN of the client)"* ]]
+	[[ "$output" == *"client-name:   spiffe://test/app2"* ]]
+	[[ "$output" == *"checks:        client chain, client-auth key purpose, client-name"* ]]
+	# The port-only rule takes every other address; nothing is left.
+	[[ "$output" == *"  on any other local address:
+    verdict:       serve TLS: rule in-any; the program reads the client's first byte only after the handshake"* ]]
+	[[ "$output" == *"clients:       no certificate asked: any TLS client may connect"* ]]
+	[[ "$output" != *"left alone"* ]]
+	run timeout 10 "$TLSSHIM" --explain "$BATS_TEST_TMPDIR/s.conf" :7003
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"  on any local address:
+    verdict:       pass: no accept rule matches; connections accepted there are left alone (plaintext)"* ]]
+	run timeout 10 "$TLSSHIM" --explain "$BATS_TEST_TMPDIR/s.conf" :0
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad local port ':0'"* ]]
+}
+
+@test "--explain IP:PORT under a policy with accept rules shows both sides" {
+	server_policy
+	run timeout 10 "$TLSSHIM" --explain "$BATS_TEST_TMPDIR/s.conf" 127.0.0.1:7001
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"  accepted on this local address (accept rules):
+    verdict:       serve TLS: rule in-any;"* ]]
+	[[ "$output" == *"  connected to (match rules):
+    verdict:       pass: no rule matches; not upgraded"* ]]
+	run timeout 10 "$TLSSHIM" --explain "$BATS_TEST_TMPDIR/s.conf" 127.0.0.1:7002
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"  accepted on this local address (accept rules):
+    verdict:       pass: no accept rule matches"* ]]
+	[[ "$output" == *"    verdict:       upgrade: rule out, verifying 127.0.0.1"* ]]
+}
+
 @test "--probe prints the negotiated session, the chain with pin-sha256, the verdict" {
 	local pin
 	pin=$(certtool --certificate-info --infile "$CERTS/srv.pem" |
