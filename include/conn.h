@@ -163,6 +163,9 @@ static inline void ts_conn_ref(struct ts_conn *c)
  * address it was accepted on, fd becomes a TLS server session before the
  * program sees a byte of it (src/conn_server.c). */
 void ts_conn_accepted(int fd);
+/* The warnings a rule's use deserves (a key others can read, a keylog
+ * file), once per rule. */
+void ts_conn_warn_rule_once(const struct ts_rule *rule);
 
 /* A new connection's state, HANDSHAKING, one reference (the caller's). */
 struct ts_conn *ts_conn_new(int fd, const struct ts_rule *rule);

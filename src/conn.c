@@ -125,12 +125,12 @@ static void refuse_failed_policy(void)
 
 /* Policy warnings the parser cannot give (it reports errors only), once
  * per rule for the first 64 rules, on every use after that. */
-static void warn_rule_once(const struct ts_rule *rule)
+void ts_conn_warn_rule_once(const struct ts_rule *rule)
 {
 	static _Atomic uint64_t warned;
 	size_t i = (size_t)(rule - ts_state.policy->rules);
 
-	if (!rule->key_exposed && !rule->keylog_file)
+	if (!rule->key_exposed && !rule->srv_key_exposed && !rule->keylog_file)
 		return;
 	if (i < 64) {
 		uint64_t bit = (uint64_t)1 << i;
@@ -140,6 +140,9 @@ static void warn_rule_once(const struct ts_rule *rule)
 	if (rule->key_exposed)
 		ts_warn("rule %s: client-key %s is readable by group or "
 		        "others; chmod 600 it", rule->name, rule->client_key);
+	if (rule->srv_key_exposed)
+		ts_warn("rule %s: key %s is readable by group or others; "
+		        "chmod 600 it", rule->name, rule->key_file);
 	if (rule->keylog_file)
 		ts_warn("rule %s: keylog-file %s: TLS session keys are "
 		        "written there; anyone who reads it can decrypt the "
@@ -253,7 +256,7 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	         dec.name_from == TS_NAME_SNI ? "sni from the rule" :
 	         dec.name_from == TS_NAME_LEARNED ? "name the program resolved" :
 	                                            "IP literal, no SNI sent");
-	warn_rule_once(rule);
+	ts_conn_warn_rule_once(rule);
 
 	union {
 		struct sockaddr sa;

@@ -37,6 +37,7 @@ void ts_conn_accepted(int fd)
 	const struct ts_rule *rule = ts_policy_accept(ts_state.policy, &local);
 	if (!rule)
 		goto out;
+	ts_conn_warn_rule_once(rule);
 	ts_dest_format(&local, l, sizeof l);
 	if (!addr_of(fd, true, &peer))
 		snprintf(p, sizeof p, "?");

@@ -802,8 +802,7 @@ static int build(struct ts_cred *c, char *err, size_t errlen)
 	return 0;
 }
 
-/* An accept rule's files as they are now; the ticket key carries over
- * (returning clients still resume after a certificate rotation). */
+/* An accept rule's files as they are now. */
 static int server_files(struct ts_cred *c, const struct ts_cred *prev)
 {
 	const struct ts_rule *r = c->rule;
@@ -817,14 +816,24 @@ static int server_files(struct ts_cred *c, const struct ts_cred *prev)
 	    take_file(r->key_file, prev ? &prev->srv_key : &r->srv_key,
 	              &c->srv_key, &c->key_id) < 0)
 		return -1;
-	if (prev && prev->ticket_key.data) {
-		c->ticket_key.data = gnutls_malloc(prev->ticket_key.size);
-		if (!c->ticket_key.data)
-			return -1;
-		memcpy(c->ticket_key.data, prev->ticket_key.data,
-		       prev->ticket_key.size);
-		c->ticket_key.size = prev->ticket_key.size;
-	}
+	return 0;
+}
+
+/* The ticket key carries over a certificate rotation (returning clients
+ * still resume), never a change of what clients are judged by: a ticket
+ * issued under the old client-ca or CRLs would skip the new ones. */
+static int ticket_key_from(struct ts_cred *c, const struct ts_cred *prev)
+{
+	if (!prev || !prev->ticket_key.data ||
+	    !file_id_eq(&prev->ca_id, &c->ca_id) ||
+	    !file_id_eq(&prev->crl_id, &c->crl_id))
+		return 0; /* build() makes a new one */
+	c->ticket_key.data = gnutls_malloc(prev->ticket_key.size);
+	if (!c->ticket_key.data)
+		return -1;
+	memcpy(c->ticket_key.data, prev->ticket_key.data,
+	       prev->ticket_key.size);
+	c->ticket_key.size = prev->ticket_key.size;
 	return 0;
 }
 
@@ -853,6 +862,8 @@ static struct ts_cred *cred_new(const struct ts_rule *r,
 	if (r->crl_file &&
 	    take_file(r->crl_file, prev ? &prev->crl : &r->crl, &c->crl,
 	              &c->crl_id) < 0)
+		goto oom;
+	if (r->server && ticket_key_from(c, prev) < 0)
 		goto oom;
 	if (trust_id(c) < 0)
 		goto oom;

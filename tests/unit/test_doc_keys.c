@@ -1,7 +1,7 @@
 /* tlsshim.conf(5) documents every key the parser accepts, and only those:
  * each key of the parser's own table (ts_policy_key) has an entry
  * ("*key* = ..." at the start of a line) in the right section (GLOBAL
- * KEYS or RULES), with its default and an example; every entry names a
+ * KEYS, or RULES / SERVER RULES), with its default and an example; every entry names a
  * key of that table and scope. A key added to the parser without its
  * entry fails here.
  *
@@ -54,9 +54,11 @@ static void read_page(const char *path)
 	while (fgets(line, sizeof line, f)) {
 		char name[64];
 		if (!strncmp(line, "# ", 2)) {
-			section = !strncmp(line, "# GLOBAL KEYS", 13) ? 'G' :
-			          !strncmp(line, "# RULES", 7)        ? 'R' :
-			                                                0;
+			/* Client and server rules alike take rule keys. */
+			section = !strncmp(line, "# GLOBAL KEYS", 13)   ? 'G' :
+			          !strncmp(line, "# RULES", 7) ||
+			          !strncmp(line, "# SERVER RULES", 14) ? 'R' :
+			                                                  0;
 			first_open = nentries;
 		} else if (entry_name(line, name, sizeof name)) {
 			/* Entries on consecutive lines share one body
