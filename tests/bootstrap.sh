@@ -93,12 +93,13 @@ test)
 		# its allocator lock across fork, and a forked child hangs in
 		# __asan::Allocator::Allocate (seen with gdb), tlsshim or not.
 		# Both run in step 1.
+		# Server mode (suite servers) runs here too.
 		# Not the bats files that run curl or lynx: both deadlock in
 		# glibc's setlocale() under a preloaded ASan runtime on Debian
 		# 12, tlsshim or not (LD_PRELOAD=$(gcc -print-file-name=
 		# libasan.so) curl -V hangs; so does lynx -dump).
 		names=$(meson test -C "$d" --list --no-rebuild \
-			--suite integration --suite stress |
+			--suite integration --suite stress --suite servers |
 			sed -n 's|^.* / ||p' |
 			grep -v -e '^stress-fork$' -e '^stress-badinput$' |
 			while read -r t; do
