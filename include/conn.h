@@ -166,6 +166,9 @@ void ts_conn_accepted(int fd);
 /* The warnings a rule's use deserves (a key others can read, a keylog
  * file), once per rule. */
 void ts_conn_warn_rule_once(const struct ts_rule *rule);
+/* The policy did not load: says so once (every TCP connection, made or
+ * accepted, is refused). */
+void ts_conn_refuse_failed_policy(void);
 
 /* A new connection's state, HANDSHAKING, one reference (the caller's). */
 struct ts_conn *ts_conn_new(int fd, const struct ts_rule *rule);

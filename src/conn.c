@@ -115,7 +115,7 @@ static int wait_fd(int fd, short events, long long deadline)
 	}
 }
 
-static void refuse_failed_policy(void)
+void ts_conn_refuse_failed_policy(void)
 {
 	static atomic_flag said = ATOMIC_FLAG_INIT;
 	if (!atomic_flag_test_and_set(&said))
@@ -223,7 +223,7 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	if (ts_state.failed) {
 		if (!is_inet_stream(fd))
 			return 1;
-		refuse_failed_policy();
+		ts_conn_refuse_failed_policy();
 		errno = ECONNREFUSED;
 		*result = -1;
 		return 0;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "conn.h"
@@ -16,13 +17,17 @@
 #include "log.h"
 #include "real.h"
 
-static bool addr_of(int fd, bool peer, struct ts_dest *d)
+/* 1: d is the address; 0: not an IPv4/IPv6 one (a local socket, never
+ * ours); -1: the kernel would not say. */
+static int addr_of(int fd, bool peer, struct ts_dest *d)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 	int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
 	             : getsockname(fd, (struct sockaddr *)&ss, &len);
-	return r == 0 && ts_dest_from_sockaddr((struct sockaddr *)&ss, len, d) == 0;
+	if (r < 0)
+		return -1;
+	return ts_dest_from_sockaddr((struct sockaddr *)&ss, len, d) == 0;
 }
 
 void ts_conn_accepted(int fd)
@@ -31,15 +36,35 @@ void ts_conn_accepted(int fd)
 	char l[TS_DEST_STR_MAX], p[TS_DEST_STR_MAX], why[512] = "";
 	int saved = errno;
 
+	const struct ts_rule *rule = NULL;
 	ts_state_init();
-	if (!ts_state.serves || !addr_of(fd, false, &local))
+	if (!ts_state.serves && !ts_state.failed)
 		goto out;
-	const struct ts_rule *rule = ts_policy_accept(ts_state.policy, &local);
+	int k = addr_of(fd, false, &local);
+	if (k == 0)
+		goto out;
+	if (ts_state.failed) {
+		/* A policy that did not load might have served this one:
+		 * the program gets a connection that is over. */
+		ts_conn_refuse_failed_policy();
+		(void)REAL(shutdown)(fd, SHUT_RDWR);
+		goto out;
+	}
+	if (k < 0) {
+		/* Whether a rule serves it cannot be told: not served in
+		 * plaintext either. */
+		snprintf(l, sizeof l, "?");
+		snprintf(p, sizeof p, "?");
+		snprintf(why, sizeof why, "its local address is unknown (%s)",
+		         strerror(errno));
+		goto fail;
+	}
+	rule = ts_policy_accept(ts_state.policy, &local);
 	if (!rule)
 		goto out;
 	ts_conn_warn_rule_once(rule);
 	ts_dest_format(&local, l, sizeof l);
-	if (!addr_of(fd, true, &peer))
+	if (addr_of(fd, true, &peer) != 1)
 		snprintf(p, sizeof p, "?");
 	else
 		ts_dest_format(&peer, p, sizeof p);
@@ -64,7 +89,7 @@ void ts_conn_accepted(int fd)
 fail:
 	/* The program must not serve this client in plaintext: it sees a
 	 * connection that is over. */
-	ts_error("%s %s -> %s: %s", rule->name, p, l, why);
+	ts_error("%s %s -> %s: %s", rule ? rule->name : "accept", p, l, why);
 	(void)REAL(shutdown)(fd, SHUT_RDWR);
 out:
 	errno = saved;

@@ -40,6 +40,50 @@ setup() {
 	assert_output --regexp "tlsshim: error: invalid policy: $P:2:[0-9]+: "
 }
 
+@test "an invalid policy: a server's accepted connections are over, nothing is sent in plaintext" {
+	printf '[in]\naccept = 1\ncert = /nonexistent.pem\n' >"$P"
+	local pf=$BATS_TEST_TMPDIR/srv.port
+	# A plain server under the broken policy: accepts one client and
+	# answers it at once.
+	timeout 30 env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$P" python3 -c '
+import socket, sys
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+open(sys.argv[1], "w").write(str(l.getsockname()[1]))
+c, _ = l.accept()
+try:
+    c.sendall(b"SERVER-SECRET\n")
+    print("sent")
+except OSError as e:
+    print("send failed", e.errno)
+' "$pf" >"$BATS_TEST_TMPDIR/srv.out" 2>&1 &
+	local srv=$!
+	wait_port_file "$pf" || fail "the server did not start"
+	run_client python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 10)
+s.settimeout(10)
+got = b""
+try:
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        got += b
+except OSError:
+    pass
+print(repr(got))
+' "$(cat "$pf")"
+	wait "$srv" || true
+	cat "$BATS_TEST_TMPDIR/srv.out"
+	assert_success
+	refute_output --partial SERVER-SECRET
+	grep -q "send failed 32" "$BATS_TEST_TMPDIR/srv.out"
+	grep -q "tlsshim: error: invalid policy: $P:" "$BATS_TEST_TMPDIR/srv.out"
+	grep -q "refusing every TCP connection" "$BATS_TEST_TMPDIR/srv.out"
+}
+
 # connects.py: three TCP connects (IPv4, IPv4, IPv6) to a plain server,
 # then a UDP connect and an AF_UNIX pair, printing the outcome of each.
 connects() {
