@@ -159,7 +159,9 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
  * received". Every TLS record starts with a content type (20..24) and
  * major version 3. When the first bytes are anything else, the reason
  * says so and shows them, escaped: they come from the network, and no
- * control character may reach a terminal or a log raw. */
+ * control character may reach a terminal or a log raw. A client's bytes
+ * may be its secrets (a password first, as Redis's AUTH): of those, only
+ * enough to tell the protocol is shown. */
 static bool not_tls_reason(struct ts_tls *t)
 {
 	char shown[sizeof t->first * 4 + 1];
@@ -174,7 +176,8 @@ static bool not_tls_reason(struct ts_tls *t)
 	                    sizeof t->first - t->nfirst, MSG_DONTWAIT);
 	if (n > 0)
 		t->nfirst += (unsigned)n;
-	for (unsigned i = 0; i < t->nfirst; i++) {
+	unsigned shown_n = t->server && t->nfirst > 4 ? 4 : t->nfirst;
+	for (unsigned i = 0; i < shown_n; i++) {
 		unsigned char c = t->first[i];
 		const char *esc = c == '\\' ? "\\\\" : c == '"' ? "\\\"" :
 		                  c == '\r' ? "\\r" : c == '\n' ? "\\n" :
@@ -189,10 +192,16 @@ static bool not_tls_reason(struct ts_tls *t)
 			                      "\\x%02x", c);
 	}
 	shown[o] = '\0';
-	snprintf(t->reason, sizeof t->reason,
-	         "the %s does not speak TLS on this port (it sent: "
-	         "\"%s\"%s)", t->server ? "client" : "server", shown,
-	         t->nfirst == sizeof t->first ? "..." : "");
+	if (t->server)
+		snprintf(t->reason, sizeof t->reason,
+		         "the client does not speak TLS on this port (it sent "
+		         "plaintext starting \"%s\"; no more of it is logged)",
+		         shown);
+	else
+		snprintf(t->reason, sizeof t->reason,
+		         "the server does not speak TLS on this port (it sent: "
+		         "\"%s\"%s)", shown,
+		         t->nfirst == sizeof t->first ? "..." : "");
 	return true;
 }
 

@@ -114,12 +114,12 @@ PY
 	grep -q "tlsshim: error: redis-in 127.0.0.1:[0-9]* -> 127.0.0.1:$PORT: .*issuer" "$LOG"
 }
 
-@test "redis-server: a plaintext client gets no byte of Redis's reply on the wire" {
+@test "redis-server: a plaintext client gets no byte of Redis's reply on the wire, and its password is not logged" {
 	run timeout 20 python3 - "$PORT" <<'PY'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 10)
 s.settimeout(15)
-s.sendall(b"PING\r\nINFO\r\n")
+s.sendall(b"AUTH s3cret-redis-pass\r\nPING\r\nINFO\r\n")
 got = b""
 try:
     while True:
@@ -135,7 +135,8 @@ bad = b"PONG" in got or b"redis_version" in got or b"-ERR" in got
 sys.exit(1 if bad or (got and got[0] not in (0x15, 0x16)) else 0)
 PY
 	[ "$status" -eq 0 ]
-	grep -q "tlsshim: error: redis-in 127.0.0.1:[0-9]* -> 127.0.0.1:$PORT: " "$LOG"
+	grep -qF "$PORT: the client does not speak TLS on this port (it sent plaintext starting \"AUTH\"; no more of it is logged)" "$LOG"
+	! grep -q s3cret "$LOG"
 }
 
 @test "redis-server and redis-cli both under tlsshim: the shipped pair with mutual TLS" {
