@@ -240,19 +240,23 @@ first_silent() {
 
 @test "both ends under tlsshim: the same plain client without a client certificate is dropped by the server" {
 	srv_need THREAD
-	local c=$BATS_TEST_TMPDIR/client.conf peer
+	local c=$BATS_TEST_TMPDIR/client.conf n l
 	cat >"$c" <<-EOF
 	[to-thread]
 	match = 127.0.0.1:$TM
 	ca-file = $CERTS/ca.pem
 	EOF
+	n=$(rec_count THREAD " local=127.0.0.1:$TM greet=")
 	run timeout 30 env ${TLSSHIM_SAN_PRELOAD:+LD_PRELOAD="$TLSSHIM_SAN_PRELOAD"} \
 		"$TLSSHIM" -p "$c" -- python3 "$SRV/rawclient.py" "$TM" \
 		--send NO-CERT-MARK --shut --out "$BATS_TEST_TMPDIR/got"
+	# In TLS 1.3 the client may finish its handshake before the server
+	# judges its (missing) certificate: its connect succeeds or fails,
+	# but it never receives a byte.
 	[ "$(out received)" = 0 ] ||
-		fail "a client without a certificate received the program's bytes: $(od -c "$BATS_TEST_TMPDIR/got" | head -n 3)"
-	peer=$(out local)
-	[ -n "$peer" ] || fail "the client did not connect: $output"
-	expect_dropped THREAD "$peer" greeting
-	expect_refused THREAD c-mtls "$peer" "127.0.0.1:$TM"
+		fail "a client without a certificate received the program's bytes: $output"
+	l=$(rec_next THREAD " local=127.0.0.1:$TM greet=" "$n") ||
+		fail "the server recorded no end of the connection"
+	expect_dropped THREAD "$(field "$l" peer)" greeting
+	expect_refused THREAD c-mtls "$(field "$l" peer)" "127.0.0.1:$TM"
 }

@@ -95,6 +95,23 @@ rec_wait() {
 	return 1
 }
 
+rec_count() { # NAME TEXT: the lines of NAME.rec holding TEXT
+	grep -cF -- "$2" "$BATS_FILE_TMPDIR/$1.rec" 2>/dev/null || true
+}
+
+# rec_next NAME TEXT N: once NAME.rec has more than N lines holding TEXT
+# (at most 10 s), the last of them: the connection a client made when
+# the client itself cannot say which it was (a refused connect).
+rec_next() {
+	local i
+	for i in $(seq 100); do
+		[ "$(rec_count "$1" "$2")" -gt "$3" ] && break
+		sleep 0.1
+	done
+	[ "$(rec_count "$1" "$2")" -gt "$3" ] || return 1
+	grep -F -- "$2" "$BATS_FILE_TMPDIR/$1.rec" | tail -n 1
+}
+
 # field LINE KEY: the value of KEY=... in a key=value line.
 field() {
 	printf ' %s\n' "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p" | tail -n 1
@@ -102,7 +119,7 @@ field() {
 
 # The value of KEY in $output (its last line that has KEY=).
 out() {
-	field "$(printf ' %s\n' "$output" | grep -F -- " $1=" | tail -n 1)" "$1"
+	field "$(printf '%s\n' "$output" | sed 's/^/ /' | grep -F -- " $1=" | tail -n 1)" "$1"
 }
 
 re_quote() {

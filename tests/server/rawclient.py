@@ -5,19 +5,21 @@
                [--idle S] [--hold-until FILE]
 
 Connects, prints "local=IP:PORT" at once (its getsockname), sends TEXT if
-given (then shutdown(SHUT_WR) with --shut), then reads until the server ends the connection or --idle seconds
-pass without a byte. Every byte received is kept in --out. With
+given (then shutdown(SHUT_WR) with --shut), then reads until the server
+ends the connection or --idle seconds pass without a byte. Every byte received is kept in --out. With
 --hold-until it sends nothing more and reads nothing until FILE exists,
 then looks without waiting: "pending" if the connection is still open
 with nothing to read.
 
 Last line: "received=N end=eof|reset|timeout|pending|data" (or
-error-ERRNO). A server that drops a client it refuses ends in eof or
+error-ERRNO; "local=none ... end=connect-ERRNO" when the connect
+itself failed). A server that drops a client it refuses ends in eof or
 reset; timeout means it never did."""
 import argparse
 import errno
 import os
 import socket
+import sys
 import time
 
 p = argparse.ArgumentParser()
@@ -31,7 +33,13 @@ p.add_argument("--hold-until")
 p.add_argument("--max", type=float, default=60)
 a = p.parse_args()
 
-s = socket.create_connection((a.host, a.port), timeout=10)
+try:
+    s = socket.create_connection((a.host, a.port), timeout=10)
+except OSError as e:
+    # A connect that fails (under tlsshim: a refused handshake).
+    print("local=none received=0 end=connect-%s"
+          % errno.errorcode.get(e.errno, "?"), flush=True)
+    sys.exit(0)
 sa = s.getsockname()
 print(("local=[%s]:%d" if ":" in sa[0] else "local=%s:%d") % sa[:2],
       flush=True)
