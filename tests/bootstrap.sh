@@ -28,7 +28,8 @@ packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   libnss-wrapper
   valgrind clang libclang-rt-14-dev
   golang-go musl-tools libc6-i386
-  links lynx default-jdk-headless util-linux"
+  links lynx default-jdk-headless util-linux
+  stunnel4"
 
 missing=
 for p in $packages; do
