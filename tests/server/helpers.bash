@@ -23,9 +23,14 @@ srv_free_port() {
 # listening PORT: something listens on it (read from /proc: a probing
 # connection would itself be a client the server's rule has to judge).
 listening() {
+	local f tables=
+	for f in /proc/net/tcp /proc/net/tcp6; do
+		[ -r "$f" ] && tables="$tables $f"
+	done
+	# shellcheck disable=SC2086
 	awk -v p=":$(printf '%04X' "$1")" \
 		'$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
-		END { exit !f }' /proc/net/tcp /proc/net/tcp6
+		END { exit !f }' $tables
 }
 
 # srv_run NAME POLICY CMD...: CMD under the launcher with POLICY, log
@@ -148,11 +153,11 @@ log_wait() {
 # and no error line for it.
 expect_verified() {
 	local name=$1 rule=$2 peer=$3 local=$4 how=$5 l re
-	log_wait "$name" "rule $rule $peer -> $local: " ||
-		fail "$name.log has no line 'rule $rule $peer -> $local: ...': $(tail -n 5 "$BATS_FILE_TMPDIR/$name.log")"
-	l=$(log_lines "$name" "rule $rule $peer -> $local: ")
+	log_wait "$name" "rule $rule $peer -> $local: TLS" ||
+		fail "$name.log has no line 'rule $rule $peer -> $local: TLS...': $(tail -n 5 "$BATS_FILE_TMPDIR/$name.log")"
+	l=$(log_lines "$name" "rule $rule $peer -> $local: TLS")
 	[ "$(printf '%s\n' "$l" | wc -l)" -eq 1 ] ||
-		fail "more than one line for $peer -> $local: $l"
+		fail "more than one verified line for $peer -> $local: $l"
 	re="^tlsshim: info: [^:]+: rule $(re_quote "$rule") $(re_quote "$peer") -> $(re_quote "$local"): TLS1\.3 [A-Z0-9-]+, $(re_quote "$how")\$"
 	[[ $l =~ $re ]] || fail "not the verified-client line ('..., $how'): $l"
 	[ -z "$(log_lines "$name" " $peer -> $local: " | grep '^tlsshim: error: ')" ] ||
@@ -172,8 +177,8 @@ expect_refused() {
 		fail "not one error line for $peer -> $local: $l"
 	re="^tlsshim: error: $(re_quote "$rule") $(re_quote "$peer") -> $(re_quote "$local"): [^ ].*\$"
 	[[ $l =~ $re ]] || fail "not the refusal line: $l"
-	[ -z "$(log_lines "$name" "rule $rule $peer -> $local: ")" ] ||
-		fail "a refused client was also logged as verified: $(log_lines "$name" "rule $rule $peer -> $local: ")"
+	[ -z "$(log_lines "$name" "rule $rule $peer -> $local: TLS")" ] ||
+		fail "a refused client was also logged as verified: $(log_lines "$name" "rule $rule $peer -> $local: TLS")"
 }
 
 # expect_dropped NAME PEER [greeting]: the program saw the connection of

@@ -47,6 +47,17 @@ def context(a):
     return ctx
 
 
+def close(s):
+    """close_notify first, as a well-behaved client ends: the server then
+    reads a clean end of stream whatever it makes of a bare FIN."""
+    try:
+        s.settimeout(5)
+        s.unwrap()
+    except (ssl.SSLError, OSError, ValueError):
+        pass
+    s.close()
+
+
 def why(e):
     s = "%s:%s" % (type(e).__name__, e)
     return s.replace(" ", "_")[:160]
@@ -113,7 +124,7 @@ class Talk:
                     raise RuntimeError("no_%s" % a.then_wait)
                 time.sleep(0.05)
             self.exchange(s, (a.send + "-again").encode())
-        s.close()
+        close(s)
 
     def main(self):
         try:
@@ -155,7 +166,7 @@ def bulk(a):
                 break
             got += len(d)
             h.update(d)
-    s.close()
+    close(s)
     ok = got == len(data) and sent == len(data)
     print("local=%s sent=%d app=%d sha256=%s result=%s" % (
         local, sent, got, h.hexdigest(), "ok" if ok else "short"),
