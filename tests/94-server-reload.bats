@@ -148,35 +148,17 @@ until_error() {
 	[ "$(out app)" = 0 ] || fail "$output"
 }
 
-# sclient OUT UNTIL ARGS...: openssl s_client (ARGS: -connect ...), one
-# line sent, running until OUT matches UNTIL (grep -E) or has ended, at
-# most 10 s; then stopped.
-sclient() {
-	local o=$1 until=$2 pid i
-	shift 2
-	printf 'session-line\n' | timeout 20 openssl s_client -ign_eof \
-		-CAfile "$CERTS/ca.pem" -verify_return_error "$@" >"$o" 2>&1 &
-	pid=$!
-	for i in $(seq 100); do
-		grep -qE -- "$until" "$o" && break
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" || true
-}
-
 @test "session resumption: openssl s_client -sess_out, then -sess_in: Reused, and the data still flows" {
 	srv_need ROT
 	local s=$BATS_TEST_TMPDIR/sess.pem o=$BATS_TEST_TMPDIR/o
-	sclient "$o" 'session-line' -connect "127.0.0.1:$OP" -sess_out "$s"
+	s_client "$o" '^session-line' session-line -connect "127.0.0.1:$OP" -sess_out "$s"
 	grep -q '^New, TLSv1.3' "$o" || fail "first connection: $(cat "$o")"
 	for _ in $(seq 50); do
 		[ -s "$s" ] && break
 		sleep 0.1
 	done
 	[ -s "$s" ] || fail "no session ticket arrived: $(cat "$o")"
-	sclient "$o" 'session-line' -connect "127.0.0.1:$OP" -sess_in "$s"
+	s_client "$o" '^session-line' session-line -connect "127.0.0.1:$OP" -sess_in "$s"
 	grep -q '^Reused, TLSv1.3' "$o" || fail "the session was not resumed: $(grep -E '^(New|Reused)' "$o")"
 	grep -q '^session-line' "$o" || fail "no echo on the resumed connection: $(tail -n 5 "$o")"
 }
@@ -184,14 +166,14 @@ sclient() {
 @test "session resumption never skips a client certificate: a ticket from a rule without client-ca, offered to one with it, gets nothing" {
 	srv_need ROT
 	local s=$BATS_TEST_TMPDIR/sess.pem o=$BATS_TEST_TMPDIR/o n
-	sclient "$o" 'session-line' -connect "127.0.0.1:$OP" -sess_out "$s"
+	s_client "$o" '^session-line' session-line -connect "127.0.0.1:$OP" -sess_out "$s"
 	for _ in $(seq 50); do
 		[ -s "$s" ] && break
 		sleep 0.1
 	done
 	[ -s "$s" ] || fail "no session ticket arrived: $(cat "$o")"
 	n=$(log_lines ROT "tlsshim: error: names " | wc -l)
-	sclient "$o" 'session-line' -connect "127.0.0.1:$NP" -sess_in "$s"
+	s_client "$o" '^session-line' session-line -connect "127.0.0.1:$NP" -sess_in "$s"
 	! grep -q '^session-line' "$o" ||
 		fail "a client without a certificate was served by a client-ca rule through a ticket: $(grep -E '^(New|Reused)' "$o")"
 	log_wait ROT "tlsshim: error: names " || fail "no error line for the refused client"

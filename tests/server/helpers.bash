@@ -217,6 +217,25 @@ no_plaintext_reply() {
 		fail "a refused client received bytes that are not TLS: $(head -c 64 "$f" | od -c | head -n 3)"
 }
 
+# s_client OUT UNTIL LINE ARGS...: openssl s_client (ARGS: -connect and
+# the rest), verifying the server with ca.pem, sending LINE, staying after
+# its input ends (-ign_eof); its output in OUT. Stopped once OUT matches
+# UNTIL (grep -E) or it ended by itself, at most 10 s.
+s_client() {
+	local o=$1 until=$2 line=$3 pid i
+	shift 3
+	printf '%s\n' "$line" | timeout 20 openssl s_client -ign_eof \
+		-CAfile "$CERTS/ca.pem" -verify_return_error "$@" >"$o" 2>&1 &
+	pid=$!
+	for i in $(seq 100); do
+		grep -qE -- "$until" "$o" && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" || true
+}
+
 # fingerprint PORT [s_client args]: SHA-256 fingerprint of the
 # certificate a server on 127.0.0.1:PORT serves (openssl s_client).
 fingerprint() {

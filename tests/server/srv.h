@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "iotest.h" /* SHA-256, shared with the tests/io clients */
+
 #define SRV_MAX_LISTEN 8
 
 struct srv_opts {
@@ -31,17 +33,6 @@ struct srv_opts {
 	const char *greeting; /* -g TEXT: written first on every connection */
 	unsigned max_seconds; /* -t: the server exits after (default 300) */
 };
-
-struct sha256 {
-	uint32_t h[8];
-	uint64_t len;
-	unsigned char buf[64];
-	size_t n;
-};
-
-void sha256_init(struct sha256 *s);
-void sha256_update(struct sha256 *s, const void *data, size_t len);
-void sha256_hex(struct sha256 *s, char out[65]);
 
 /* Parses argv (exits with usage on error), ignores SIGPIPE, arms the
  * alarm. */
