@@ -17,12 +17,6 @@ teardown_file() {
 	stop_servers
 }
 
-# A rule that --check takes: the base of every bad variant below.
-good_rule() { # NAME ACCEPT
-	printf '[%s]\naccept = %s\ncert = %s\nkey = %s\n' "$1" "$2" \
-		"$CERTS/good.pem" "$CERTS/good.key"
-}
-
 check_ok() {
 	run timeout 10 "$TLSSHIM" --check "$1"
 	[ "$status" -eq 0 ] && [ -z "$output" ] ||
@@ -79,7 +73,7 @@ check_error() {
 
 @test "--check: an accept rule without cert is an error at the rule" {
 	local f=$BATS_TEST_TMPDIR/p.conf
-	good_rule in 6379 >"$f"
+	accept_rule in 6379 >"$f"
 	check_ok "$f"
 	printf '[in]\naccept = 6379\nkey = %s\n' "$CERTS/good.key" >"$f"
 	check_error "$f" 1 cert
@@ -95,17 +89,17 @@ check_error() {
 
 @test "--check: a rule with both match and accept is an error" {
 	local f=$BATS_TEST_TMPDIR/p.conf
-	{ good_rule both 6379; printf 'match = 6379\n'; } >"$f"
+	{ accept_rule both 6379; printf 'match = 6379\n'; } >"$f"
 	check_error "$f" "1 2 5" match accept
 }
 
 @test "--check: client-name or client-pin-sha256 without client-ca is an error" {
 	local f=$BATS_TEST_TMPDIR/p.conf
-	{ good_rule in 6379; printf 'client-ca = %s\nclient-name = app1.internal\n' "$CERTS/clients-ca.pem"; } >"$f"
+	{ accept_rule in 6379; printf 'client-ca = %s\nclient-name = app1.internal\n' "$CERTS/clients-ca.pem"; } >"$f"
 	check_ok "$f"
-	{ good_rule in 6379; printf 'client-name = app1.internal\n'; } >"$f"
+	{ accept_rule in 6379; printf 'client-name = app1.internal\n'; } >"$f"
 	check_error "$f" "1 5" client-name client-ca
-	{ good_rule in 6379; printf 'client-pin-sha256 = %s\n' "$(cat "$CERTS/app1.pin")"; } >"$f"
+	{ accept_rule in 6379; printf 'client-pin-sha256 = %s\n' "$(cat "$CERTS/app1.pin")"; } >"$f"
 	check_error "$f" "1 5" client-pin-sha256 client-ca
 }
 
@@ -115,7 +109,7 @@ check_error() {
 	check_error "$f" 3 none.pem
 	printf '[in]\naccept = 6379\ncert = %s\nkey = %s\n' "$CERTS/good.pem" "$BATS_TEST_TMPDIR/none.key" >"$f"
 	check_error "$f" 4 none.key
-	{ good_rule in 6379; printf 'client-ca = %s\n' "$BATS_TEST_TMPDIR/none-ca.pem"; } >"$f"
+	{ accept_rule in 6379; printf 'client-ca = %s\n' "$BATS_TEST_TMPDIR/none-ca.pem"; } >"$f"
 	check_error "$f" 5 none-ca.pem
 }
 
@@ -131,15 +125,15 @@ check_error() {
 
 @test "--check: an accept entry that names a host is an error (a listener has an address, not a name)" {
 	local f=$BATS_TEST_TMPDIR/p.conf
-	good_rule in 6379 >"$f"
+	accept_rule in 6379 >"$f"
 	check_ok "$f"
-	good_rule in db.internal:6379 >"$f"
+	accept_rule in db.internal:6379 >"$f"
 	check_error "$f" 2 db.internal
 }
 
 @test "--check: trust keys of the wrong side are errors, never a silent no-op (ca-file in an accept rule, client-ca in a match rule)" {
 	local f=$BATS_TEST_TMPDIR/p.conf
-	{ good_rule in 6379; printf 'ca-file = %s\n' "$CERTS/clients-ca.pem"; } >"$f"
+	{ accept_rule in 6379; printf 'ca-file = %s\n' "$CERTS/clients-ca.pem"; } >"$f"
 	check_error "$f" "1 5" ca-file
 	printf '[out]\nmatch = 6379\nca-file = %s\nclient-ca = %s\n' "$CERTS/ca.pem" "$CERTS/clients-ca.pem" >"$f"
 	check_error "$f" "1 4" client-ca

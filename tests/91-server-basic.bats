@@ -17,41 +17,21 @@ setup_file() {
 	export TQ=$(srv_free_port) EP=$(srv_free_port) EQ=$(srv_free_port)
 	export SP=$(srv_free_port) SE=$(srv_free_port)
 	export P=$BATS_FILE_TMPDIR/p.conf
-	cat >"$P" <<-EOF
-	# long enough that a pending handshake is still pending when a test
-	# looks; a test of the timeout has its own policy
-	handshake-timeout = 30
-
-	[c-thread]
-	accept = 127.0.0.1:$TP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-
-	[c-mtls]
-	accept = 127.0.0.1:$TM
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	client-ca = $CERTS/clients-ca.pem
-	client-name = app1.internal
-
-	[c-quiet]
-	accept = 127.0.0.1:$TQ, 127.0.0.1:$EQ
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-
-	[c-epoll]
-	accept = [::1]:$EP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	EOF
+	{
+		# Long enough that a pending handshake is still pending when a
+		# test looks; the timeout test has a policy of its own.
+		echo "handshake-timeout = 30"
+		accept_rule c-thread "127.0.0.1:$TP"
+		accept_rule c-mtls "127.0.0.1:$TM" \
+			"client-ca = $CERTS/clients-ca.pem" "client-name = app1.internal"
+		accept_rule c-quiet "127.0.0.1:$TQ, 127.0.0.1:$EQ"
+		accept_rule c-epoll "[::1]:$EP"
+	} >"$P"
 	export PS=$BATS_FILE_TMPDIR/slow.conf
-	cat >"$PS" <<-EOF
-	handshake-timeout = 2
-	[slow]
-	accept = $SP, $SE
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	EOF
+	{
+		echo "handshake-timeout = 2"
+		accept_rule slow "$SP, $SE"
+	} >"$PS"
 	# OFF: a listener of the same program that no rule names.
 	srv_c THREAD thread "$P" -P "$TP" -P "$TM" -P "$OFF" -g "$GREET" || true
 	srv_c THREADQ thread "$P" -P "$TQ" || true

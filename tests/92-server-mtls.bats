@@ -24,32 +24,17 @@ setup_file() {
 		need=$(srv_free_port) names=$(srv_free_port)
 		pins=$(srv_free_port) open=$(srv_free_port)
 		eval "export ${name}_NEED=$need ${name}_NAMES=$names ${name}_PINS=$pins ${name}_OPEN=$open"
-		cat >"$BATS_FILE_TMPDIR/$kind.conf" <<-EOF
-		[need]
-		accept = 127.0.0.1:$need
-		cert = $CERTS/good.pem
-		key = $CERTS/good.key
-		client-ca = $CERTS/clients-ca.pem
-
-		[names]
-		accept = 127.0.0.1:$names
-		cert = $CERTS/good.pem
-		key = $CERTS/good.key
-		client-ca = $CERTS/clients-ca.pem
-		client-name = app1.internal, *.svc.internal, spiffe://test/app2
-
-		[pins]
-		accept = 127.0.0.1:$pins
-		cert = $CERTS/good.pem
-		key = $CERTS/good.key
-		client-ca = $CERTS/clients-ca.pem
-		client-pin-sha256 = $(cat "$CERTS/app1.pin")
-
-		[open]
-		accept = 127.0.0.1:$open
-		cert = $CERTS/good.pem
-		key = $CERTS/good.key
-		EOF
+		{
+			accept_rule need "127.0.0.1:$need" \
+				"client-ca = $CERTS/clients-ca.pem"
+			accept_rule names "127.0.0.1:$names" \
+				"client-ca = $CERTS/clients-ca.pem" \
+				"client-name = app1.internal, *.svc.internal, spiffe://test/app2"
+			accept_rule pins "127.0.0.1:$pins" \
+				"client-ca = $CERTS/clients-ca.pem" \
+				"client-pin-sha256 = $(cat "$CERTS/app1.pin")"
+			accept_rule open "127.0.0.1:$open"
+		} >"$BATS_FILE_TMPDIR/$kind.conf"
 		srv_c "$name" "$kind" "$BATS_FILE_TMPDIR/$kind.conf" -P "$need" \
 			-P "$names" -P "$pins" -P "$open" -g "$GREET" || true
 	done

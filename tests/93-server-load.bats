@@ -16,17 +16,13 @@ setup_file() {
 	export CONNS=${SERVER_CONNS:-200}
 	export EP=$(srv_free_port) TP=$(srv_free_port)
 	export P=$BATS_FILE_TMPDIR/p.conf
-	cat >"$P" <<-EOF
-	# the silent client must still be pending when the others are done
-	handshake-timeout = 60
-
-	[load]
-	accept = 127.0.0.1:$EP, 127.0.0.1:$TP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	client-ca = $CERTS/clients-ca.pem
-	client-name = app1.internal
-	EOF
+	{
+		# The silent client must still be pending when the others are
+		# done.
+		echo "handshake-timeout = 60"
+		accept_rule load "127.0.0.1:$EP, 127.0.0.1:$TP" \
+			"client-ca = $CERTS/clients-ca.pem" "client-name = app1.internal"
+	} >"$P"
 	srv_c EPOLL epoll "$P" -P "$EP" || true
 	srv_c THREAD thread "$P" -P "$TP" || true
 }

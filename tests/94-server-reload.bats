@@ -20,30 +20,14 @@ setup_file() {
 	export RP=$(srv_free_port) CP=$(srv_free_port)
 	export OP=$(srv_free_port) NP=$(srv_free_port)
 	export P=$BATS_FILE_TMPDIR/p.conf
-	cat >"$P" <<-EOF
-	[rot]
-	accept = 127.0.0.1:$RP
-	cert = $D/rot.pem
-	key = $D/rot.key
-
-	[cca]
-	accept = 127.0.0.1:$CP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	client-ca = $D/cca.pem
-
-	[open]
-	accept = 127.0.0.1:$OP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-
-	[names]
-	accept = 127.0.0.1:$NP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	client-ca = $CERTS/clients-ca.pem
-	client-name = app1.internal
-	EOF
+	{
+		printf '[rot]\naccept = 127.0.0.1:%s\ncert = %s\nkey = %s\n' \
+			"$RP" "$D/rot.pem" "$D/rot.key"
+		accept_rule cca "127.0.0.1:$CP" "client-ca = $D/cca.pem"
+		accept_rule open "127.0.0.1:$OP"
+		accept_rule names "127.0.0.1:$NP" \
+			"client-ca = $CERTS/clients-ca.pem" "client-name = app1.internal"
+	} >"$P"
 	srv_c ROT thread "$P" -P "$RP" -P "$CP" -P "$OP" -P "$NP" || true
 }
 

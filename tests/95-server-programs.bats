@@ -17,31 +17,13 @@ setup_file() {
 	srv_certs
 	export RP=$(srv_free_port) MP=$(srv_free_port) HP=$(srv_free_port) NP=$(srv_free_port)
 	export P=$BATS_FILE_TMPDIR/p.conf
-	cat >"$P" <<-EOF
-	[redis-in]
-	accept = 127.0.0.1:$RP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	client-ca = $CERTS/clients-ca.pem
-	client-name = app1.internal
-
-	[memcached-in]
-	accept = 127.0.0.1:$MP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-
-	[http-in]
-	accept = 127.0.0.1:$HP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-
-	[node-in]
-	accept = 127.0.0.1:$NP
-	cert = $CERTS/good.pem
-	key = $CERTS/good.key
-	client-ca = $CERTS/clients-ca.pem
-	client-name = app1.internal
-	EOF
+	local mtls=("client-ca = $CERTS/clients-ca.pem" "client-name = app1.internal")
+	{
+		accept_rule redis-in "127.0.0.1:$RP" "${mtls[@]}"
+		accept_rule memcached-in "127.0.0.1:$MP"
+		accept_rule http-in "127.0.0.1:$HP"
+		accept_rule node-in "127.0.0.1:$NP" "${mtls[@]}"
+	} >"$P"
 	srv_run REDIS "$P" redis-server --bind 127.0.0.1 --port "$RP" \
 		--save '' --appendonly no --dir "$BATS_FILE_TMPDIR"
 	# As root, memcached drops to nobody: the key (mode 600, root's) must

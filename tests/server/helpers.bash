@@ -16,6 +16,16 @@ srv_certs() {
 		fail "tests/server/gencerts.sh failed in $CERTS"
 }
 
+# accept_rule NAME ACCEPT [LINE...]: a rule serving good.pem on ACCEPT,
+# its section on the first line printed, then the LINEs
+# ("client-ca = ...").
+accept_rule() {
+	printf '[%s]\naccept = %s\ncert = %s\nkey = %s\n' "$1" "$2" \
+		"$CERTS/good.pem" "$CERTS/good.key"
+	shift 2
+	[ $# -eq 0 ] || printf '%s\n' "$@"
+}
+
 srv_free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
