@@ -15,7 +15,7 @@ setup_file() {
 	srv_certs
 	export TP=$(srv_free_port) TM=$(srv_free_port) OFF=$(srv_free_port)
 	export TQ=$(srv_free_port) EP=$(srv_free_port) EQ=$(srv_free_port)
-	export SP=$(srv_free_port) SE=$(srv_free_port)
+	export SP=$(srv_free_port) SE=$(srv_free_port) FP=$(srv_free_port)
 	export P=$BATS_FILE_TMPDIR/p.conf
 	{
 		# Long enough that a pending handshake is still pending when a
@@ -26,6 +26,7 @@ setup_file() {
 			"client-ca = $CERTS/clients-ca.pem" "client-name = app1.internal"
 		accept_rule c-quiet "127.0.0.1:$TQ, 127.0.0.1:$EQ"
 		accept_rule c-epoll "[::1]:$EP"
+		accept_rule c-prefork "127.0.0.1:$FP"
 	} >"$P"
 	export PS=$BATS_FILE_TMPDIR/slow.conf
 	{
@@ -37,6 +38,8 @@ setup_file() {
 	srv_c THREADQ thread "$P" -P "$TQ" || true
 	srv_c EPOLL epoll "$P" -b ::1 -P "$EP" -g "$GREET" || true
 	srv_c EPOLLQ epoll "$P" -P "$EQ" || true
+	# A pre-fork server: two children accept on the parent's listener.
+	srv_c PREFORK thread "$P" -P "$FP" -f 2 -g "$GREET" || true
 	srv_c SLOWT thread "$PS" -P "$SP" -g "$GREET" || true
 	srv_c SLOWE epoll "$PS" -P "$SE" -g "$GREET" || true
 }
@@ -129,6 +132,14 @@ plaintext() {
 
 @test "epoll server that reads first: a plaintext request never reaches the program" {
 	plaintext EPOLLQ c-quiet 127.0.0.1 "$EQ"
+}
+
+@test "pre-fork server (children accept on the parent's listener): TLS clients are served, a plaintext one dropped" {
+	local i
+	for i in 1 2 3 4; do
+		good PREFORK c-prefork 127.0.0.1 "$FP" greeting
+	done
+	plaintext PREFORK c-prefork 127.0.0.1 "$FP" greeting
 }
 
 # timeout NAME PORT: a client that connects and never sends a

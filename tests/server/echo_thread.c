@@ -2,13 +2,17 @@
  * server mode (issue 16). One accept thread per listener; each accepted
  * connection gets a thread that writes the greeting (-g) first, then
  * echoes every byte it reads until EOF. What it saw goes to the record
- * file (srv.h).
+ * file (srv.h). With -f N it is a pre-fork server: the parent listens,
+ * forks N children that accept on the inherited listeners, and waits.
  *
  *   echo_thread -r RECORD [-b ADDR] [-P PORT]... [-p PORTFILE] [-g TEXT]
- *               [-t SECONDS] */
+ *               [-t SECONDS] [-f N] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,9 +115,29 @@ int main(int argc, char **argv)
 
 	srv_options(argc, argv,
 	            "echo_thread -r RECORD [-b ADDR] [-P PORT]... "
-	            "[-p PORTFILE] [-g TEXT] [-t SECONDS]",
+	            "[-p PORTFILE] [-g TEXT] [-t SECONDS] [-f N]",
 	            &opts);
 	n = srv_listen(&opts, ls, 0);
+	for (unsigned i = 0; i < opts.forks; i++) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (pid == 0) {
+			/* Ends with the parent the test stops; an alarm is
+			 * not inherited. */
+			prctl(PR_SET_PDEATHSIG, SIGTERM);
+			alarm(opts.max_seconds);
+			goto serve;
+		}
+	}
+	if (opts.forks) {
+		while (wait(NULL) > 0 || errno == EINTR)
+			;
+		return 0;
+	}
+serve:
 	for (int i = 1; i < n; i++)
 		if (pthread_create(&th, NULL, acceptor, (void *)(intptr_t)ls[i])) {
 			perror("pthread_create");

@@ -28,7 +28,7 @@ void srv_options(int argc, char **argv, const char *usage,
 	int opt;
 
 	*o = (struct srv_opts){.bind = "127.0.0.1", .max_seconds = 300};
-	while ((opt = getopt(argc, argv, "b:P:p:r:g:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "b:P:p:r:g:t:f:")) != -1) {
 		switch (opt) {
 		case 'b': o->bind = optarg; break;
 		case 'P':
@@ -40,6 +40,7 @@ void srv_options(int argc, char **argv, const char *usage,
 		case 'r': o->record = optarg; break;
 		case 'g': o->greeting = optarg; break;
 		case 't': o->max_seconds = (unsigned)atoi(optarg); break;
+		case 'f': o->forks = (unsigned)atoi(optarg); break;
 		default: usage_exit(usage);
 		}
 	}

@@ -32,6 +32,7 @@ struct srv_opts {
 	const char *record;   /* -r FILE */
 	const char *greeting; /* -g TEXT: written first on every connection */
 	unsigned max_seconds; /* -t: the server exits after (default 300) */
+	unsigned forks;       /* -f N: pre-fork, N children accept (thread) */
 };
 
 /* Parses argv (exits with usage on error), ignores SIGPIPE, arms the
