@@ -4,7 +4,10 @@ of every measure alternately, print medians and paired ratios (markdown).
 
 Variants: plaintext; bench-native (a GnuTLS client verifying like tlsshim);
 bench-client under tlsshim; bench-client through stunnel (client mode);
-bench-client through socat OPENSSL. Run through bench/run.sh."""
+bench-client through socat OPENSSL. Server mode (issue 16, --only server):
+bench-native against the plaintext bench-server under tlsshim with an
+accept rule, against bench-server with its own GnuTLS, and against stunnel
+(server mode) in front of the plaintext one. Run through bench/run.sh."""
 import argparse
 import json
 import os
@@ -94,10 +97,15 @@ class Bench:
                 "--outfile", "srv.pem")
         self.ca = os.path.join(self.tmp, "ca.pem")
 
-    def start(self, name, *args):
+    def start(self, name, *args, prog=None, env=None):
+        """A server that writes its port to NAME.port: bench-server, or
+        prog; env is added to a copy of ours without LD_PRELOAD."""
         pf = os.path.join(self.tmp, name + ".port")
-        p = subprocess.Popen([self.server, "-p", pf] + list(args),
-                             cwd=self.tmp)
+        e = dict(os.environ)
+        e.pop("LD_PRELOAD", None)
+        e.update(env or {})
+        p = subprocess.Popen([prog or self.server, "-p", pf] + list(args),
+                             cwd=self.tmp, env=e)
         self.procs.append(p)
         end = time.time() + 10
         while not os.path.exists(pf):
@@ -162,6 +170,61 @@ class Bench:
         else:
             self.notes.append("socat not installed: variant skipped")
 
+    def server_mode(self):
+        """Issue 16: the plaintext bench-server (sink, echo) under tlsshim
+        with an accept rule; tests/server/echo_epoll under tlsshim when
+        built; stunnel in server mode in front of the plaintext servers.
+        The native side is bench-server with -c (tls-sink, tls-echo: both
+        issue session tickets, as tlsshim does)."""
+        f = os.path.join(self.tmp, "server.conf")
+        # Every listener of these processes is the benchmark's.
+        open(f, "w").write("[bench-in]\naccept = 1-65535\ncert = %s\n"
+                           "key = %s\n" % (os.path.join(self.tmp, "srv.pem"),
+                                            os.path.join(self.tmp, "srv.key")))
+        shim = {"LD_PRELOAD": self.preload, "TLSSHIM_POLICY": f}
+        self.shim_down = {}
+        for m in ("sink", "echo"):
+            self.port["shim-" + m] = self.start("shim-" + m, "-m", m,
+                                                env=shim)
+        epoll = os.path.join(self.build, "tests", "server", "echo_epoll")
+        if os.access(epoll, os.X_OK):
+            self.port["shim-epoll"] = self.start(
+                "shim-epoll", "-r", os.devnull, "-t", "86400", prog=epoll,
+                env=shim)
+        else:
+            self.notes.append("%s not built: no epoll server variant"
+                              % epoll)
+        # A server under tlsshim that does not answer TLS would hold a
+        # bulk run until TIMEOUT in every round: one small connect first.
+        for k in ("shim-sink", "shim-echo", "shim-epoll"):
+            if k not in self.port:
+                continue
+            try:
+                self.run([self.native, "-a", self.ca, "-n", "localhost",
+                          "connect", "1", "127.0.0.1", str(self.port[k])],
+                         timeout=20)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                self.shim_down[k] = "no verified TLS from %s: %s" % (
+                    k, str(e)[-160:])
+        if not self.stunnel:
+            return
+        conf = ["foreground = yes", "pid =", "debug = 3",
+                "output = %s/stunnel-server.log" % self.tmp]
+        for m in ("sink", "echo"):
+            p = free_port()
+            self.tport[("stunnel-server", m)] = p
+            conf += ["[server-%s]" % m, "accept = 127.0.0.1:%d" % p,
+                     "connect = 127.0.0.1:%d" % self.port["plain-" + m],
+                     "cert = %s/srv.pem" % self.tmp,
+                     "key = %s/srv.key" % self.tmp]
+        f = os.path.join(self.tmp, "stunnel-server.conf")
+        open(f, "w").write("\n".join(conf) + "\n")
+        self.procs.append(subprocess.Popen(
+            [self.stunnel, f], stderr=open(os.path.join(
+                self.tmp, "stunnel-server.err"), "w")))
+        for m in ("sink", "echo"):
+            wait_port(self.tport[("stunnel-server", m)])
+
     def stop(self):
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
@@ -173,12 +236,12 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- running ------------------------------------------------------
-    def run(self, argv, env=None):
+    def run(self, argv, env=None, timeout=TIMEOUT):
         e = dict(os.environ)
         e.pop("LD_PRELOAD", None)
         e.update(env or {})
         r = subprocess.run(argv, env=e, capture_output=True, text=True,
-                           timeout=TIMEOUT)
+                           timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError("%s: exit %d: %s" % (" ".join(argv),
                                r.returncode, r.stderr.strip()[-500:]))
@@ -260,7 +323,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int)
     ap.add_argument("--only", default="bulk,connect,pingpong,startup,"
-                    "untouched,memory,eventloop")
+                    "untouched,memory,eventloop,server")
     ap.add_argument("--out", help="also write the markdown here")
     args = ap.parse_args()
     b = Bench(args)
@@ -319,6 +382,22 @@ def main():
             log("memory ...")
             for l in memory(b):
                 emit(l)
+        if "server" in only:
+            log("server ...")
+            b.server_mode()
+            s = b.alternate(server_variants(b, "bulk", P["bulk"], "sink"),
+                            "mibps")
+            table("server mode: bulk %d MiB into the server, 16 KiB "
+                  "writes" % (P["bulk"] >> 20), s, "MiB/s", "%.0f",
+                  {"tlsshim server": "≥ 0.95"},
+                  base="native GnuTLS server", extra=versus_stunnel(s))
+            s = b.alternate(server_variants(b, "connect", P["connect"],
+                                            "echo", resume=True), "cps")
+            table("server mode: handshakes ×%d (1 byte each way)"
+                  % P["connect"], s, "conn/s", "%.0f",
+                  {"tlsshim server": "≥ 0.90",
+                   "tlsshim, epoll server": "≥ 0.90"},
+                  base="native GnuTLS server", extra=versus_stunnel(s))
         if "eventloop" in only:
             log("eventloop ...")
             s = b.alternate(eventloop(b), "secs")
@@ -333,6 +412,47 @@ def main():
     print(text)
     if args.out:
         open(args.out, "w").write(text)
+
+
+def versus_stunnel(s):
+    """The row that says how far ahead of the tunnel tlsshim is."""
+    if "stunnel server" not in s:
+        return None
+    return ("| server mode | tlsshim server ÷ stunnel server (paired "
+            "median) | | %.2f | > 1 |" % ratios(s, "stunnel server",
+                                                 "tlsshim server"))
+
+
+def server_variants(b, mode, arg, kind, resume=False):
+    """Server mode: one client, bench-native (GnuTLS, verifying), against
+    each server; plaintext is bench-client against the plaintext server."""
+    n, a = b.native, str(arg)
+
+    def native(server, *opt):
+        if server in b.shim_down:
+            # Reported as a failure in every round, at no cost.
+            def down():
+                raise RuntimeError(b.shim_down[server])
+            return down
+        port = b.port[server]
+        return lambda: b.run([n, "-a", b.ca, "-n", "localhost"] + list(opt)
+                             + [mode, a, "127.0.0.1", str(port)])
+    v = {
+        "plaintext": lambda: b.run([b.client, mode, a, "127.0.0.1",
+                                    str(b.port["plain-" + kind])]),
+        "native GnuTLS server": native("tls-" + kind),
+        "tlsshim server": native("shim-" + kind),
+    }
+    if ("stunnel-server", kind) in b.tport:
+        p = b.tport[("stunnel-server", kind)]
+        v["stunnel server"] = lambda: b.run(
+            [n, "-a", b.ca, "-n", "localhost", mode, a, "127.0.0.1", str(p)])
+    if kind == "echo" and "shim-epoll" in b.port:
+        v["tlsshim, epoll server"] = native("shim-epoll")
+    if resume:
+        v["native GnuTLS server, resumption"] = native("tls-" + kind, "-r")
+        v["tlsshim server, resumption"] = native("shim-" + kind, "-r")
+    return v
 
 
 def startup(b):

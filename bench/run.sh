@@ -1,6 +1,7 @@
 #!/bin/sh
 # Build and run the tlsshim benchmarks (see docs/performance.md).
 #   bench/run.sh [--quick] [--repeat N] [--only bulk,connect,...] [--out FILE]
+#   bench/run.sh --only server     server mode (issue 16) alone
 # BUILD_DIR (default: build) is the meson build directory; it is set up
 # when missing. Needs: python3, certtool (gnutls-bin); optional: stunnel4,
 # socat, hyperfine, valgrind (variants whose tool is missing are skipped

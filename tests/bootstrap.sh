@@ -19,7 +19,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 what=${1:-test}
 
-# Everything the build, the demonstration and the tests use.
+# Everything the build, the demonstration, the tests and bench/ use.
 packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   bats bats-assert bats-support python3 curl wget socat nodejs
   netcat-openbsd ncat binutils procps
@@ -28,7 +28,8 @@ packages="meson ninja-build pkg-config gcc libgnutls28-dev gnutls-bin
   libnss-wrapper
   valgrind clang libclang-rt-14-dev
   golang-go musl-tools libc6-i386
-  links lynx default-jdk-headless util-linux"
+  links lynx default-jdk-headless util-linux
+  stunnel4"
 
 missing=
 for p in $packages; do
