@@ -58,12 +58,14 @@ errors_about() { # TEXT: error lines of the server's log that name TEXT
 }
 
 # until_error TEXT BEFORE: at most 15 s for more than BEFORE error lines
-# naming TEXT.
+# naming TEXT. The files are looked at when a new connection needs them
+# (at most every 2 s), so connections keep coming meanwhile.
 until_error() {
 	local i
-	for i in $(seq 150); do
+	for i in $(seq 30); do
 		[ "$(errors_about "$1")" -gt "$2" ] && return 0
-		sleep 0.1
+		fingerprint "$RP" >/dev/null || true
+		sleep 0.5
 	done
 	fail "no error line naming $1: $(tail -n 5 "$BATS_FILE_TMPDIR/ROT.log")"
 }

@@ -233,7 +233,7 @@ def main():
     p.add_argument("--reply-out", default=os.devnull)
     p.add_argument("--ports-out")
     p.add_argument("--timeout", type=float, default=20)
-    a = p.parse_args()
+    a = p.parse_intermixed_args()  # N or FILE may follow the options
     if a.mode == "talk":
         return Talk(a).main()
     if a.mode == "bulk":
