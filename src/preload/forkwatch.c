@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "forkwatch.h"
+#include "sys.h"
 
 #define MAX_HANDLERS 8
 #define FIXING 1u
@@ -26,7 +27,7 @@ static _Atomic pid_t fixer; /* the thread running the handlers */
  * libc did not see. */
 static pid_t real_pid(void)
 {
-	return (pid_t)syscall(SYS_getpid);
+	return (pid_t)ts_sys3(SYS_getpid, 0, 0, 0);
 }
 
 void ts_fork_watch_init(void)
@@ -57,7 +58,7 @@ static void run_handlers(void)
 {
 	int saved = errno;
 	armed_pid = real_pid();
-	atomic_store(&fixer, (pid_t)syscall(SYS_gettid));
+	atomic_store(&fixer, (pid_t)ts_sys3(SYS_gettid, 0, 0, 0));
 	atomic_fetch_add(&gen, 1);
 	for (unsigned i = 0; i < nhandlers; i++)
 		handlers[i]();
@@ -71,7 +72,7 @@ void ts_fork_detected(void)
 	unsigned expect = 0;
 
 	/* The handlers themselves use the code that checks. */
-	if (atomic_load(&fixer) == (pid_t)syscall(SYS_gettid))
+	if (atomic_load(&fixer) == (pid_t)ts_sys3(SYS_gettid, 0, 0, 0))
 		return;
 	/* One thread runs the handlers; any other waits for them. */
 	if (!__atomic_compare_exchange_n(pg, &expect, FIXING, false,

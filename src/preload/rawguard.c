@@ -13,6 +13,7 @@
 #include "log.h"
 #include "rawguard.h"
 #include "real.h"
+#include "sys.h"
 
 __thread struct ts_raw_slot ts_raw_slot
 	__attribute__((tls_model("initial-exec"))) = {.fd = -1};
@@ -41,11 +42,11 @@ static void unregister(void *p)
 static void init(void)
 {
 	int saved = errno;
-	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	long q = ts_sys3(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
 
 	pthread_key_create(&key, unregister);
 	expedited = q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-	            syscall(SYS_membarrier,
+	            ts_sys3(SYS_membarrier,
 	                    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0,
 	                    0) == 0;
 	/* Without it, each mark pays a fence instead. */
@@ -59,7 +60,7 @@ void ts_raw_register(struct ts_raw_slot *s)
 
 	pthread_once(&once, init);
 	pthread_mutex_lock(&reg_lock);
-	s->tid = (pid_t)syscall(SYS_gettid);
+	s->tid = (pid_t)ts_sys3(SYS_gettid, 0, 0, 0);
 	s->prev = NULL;
 	s->next = head;
 	if (head)
@@ -100,13 +101,13 @@ static long long now_ms(void)
 void ts_raw_quiesce(int fd, long ms)
 {
 	int saved = errno;
-	pid_t me = (pid_t)syscall(SYS_gettid);
+	pid_t me = (pid_t)ts_sys3(SYS_gettid, 0, 0, 0);
 
 	/* Nobody has marked a call yet: no window can be open. */
 	if (!__atomic_load_n(&head, __ATOMIC_ACQUIRE))
 		return;
 	if (expedited)
-		(void)syscall(SYS_membarrier,
+		(void)ts_sys3(SYS_membarrier,
 		              MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 	else
 		atomic_thread_fence(memory_order_seq_cst);
@@ -140,7 +141,7 @@ void ts_raw_child_reset(void)
 	head = NULL;
 	if (s->registered) {
 		s->next = s->prev = NULL;
-		s->tid = (pid_t)syscall(SYS_gettid);
+		s->tid = (pid_t)ts_sys3(SYS_gettid, 0, 0, 0);
 		head = s;
 	}
 }

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 
 #include "real.h"
+#include "sys.h"
 
 struct ts_real ts_real;
 
@@ -19,13 +20,15 @@ static pthread_once_t bind_once = PTHREAD_ONCE_INIT;
  * to ourselves (a second copy of the preload, or a broken link order). */
 static void self_marker(void) {}
 
+/* Straight to the kernel (sys.h): the real write may be the one missing,
+ * and libc's syscall() is our own hook, whose write would bind again
+ * inside this binding (a hang in pthread_once). */
 static void complain(const char *name)
 {
-	/* No logging layer yet: the real write may be the one missing. */
 	static const char pre[] = "tlsshim: error: cannot bind libc function ";
-	syscall(SYS_write, 2, pre, sizeof pre - 1);
-	syscall(SYS_write, 2, name, strlen(name));
-	syscall(SYS_write, 2, "\n", 1);
+	(void)ts_sys3(SYS_write, 2, (long)pre, sizeof pre - 1);
+	(void)ts_sys3(SYS_write, 2, (long)name, (long)strlen(name));
+	(void)ts_sys3(SYS_write, 2, (long)"\n", 1);
 }
 
 /* This library's mapped range, found once: dladdr() per pointer scans

@@ -166,7 +166,7 @@ static bool remote_refused(const char *what, const char *host,
 	}
 	if (!ts_state.policy || !host)
 		return false;
-	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+	if (ts_real_getaddrinfo(host, NULL, &hints, &res) != 0)
 		return false; /* libc's own lookup fails the same way */
 	bool named = ts_resolve_normalise(host, norm, sizeof norm);
 	for (ai = res; ai && !refuse; ai = ai->ai_next) {

@@ -121,6 +121,17 @@ static void learn_hostent(const char *name, const struct hostent *h)
 	}
 }
 
+/* libc's getaddrinfo, for the preload's own lookups (hook_connect.c):
+ * what it resolves for itself teaches nothing. */
+int ts_real_getaddrinfo(const char *node, const char *service,
+                        const struct addrinfo *hints, struct addrinfo **res)
+{
+	bind_res();
+	if (!real_res.getaddrinfo)
+		return EAI_SYSTEM;
+	return real_res.getaddrinfo(node, service, hints, res);
+}
+
 TS_EXPORT int getaddrinfo(const char *node, const char *service,
                           const struct addrinfo *hints,
                           struct addrinfo **res)

@@ -119,6 +119,11 @@ ssize_t ts_sendmsg_plain(int fd, const struct msghdr *m, int flags);
  * 0 not ours (the kernel's own fast open goes ahead), -1 refused. */
 int ts_fastopen_connect(int fd, const void *sa, socklen_t salen);
 
+/* libc's getaddrinfo, never the hook (src/preload/hooks/hook_resolve.c). */
+struct addrinfo;
+int ts_real_getaddrinfo(const char *node, const char *service,
+                        const struct addrinfo *hints, struct addrinfo **res);
+
 /* Before the process gives up access the policy may need (src/hook_priv.c):
  * load the policy; for a new root directory, the engine too. */
 void ts_priv_prepare(bool new_root);
