@@ -10,12 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum ts_log_level {
-	TS_LOG_ERROR = 0,
-	TS_LOG_WARN = 1,
-	TS_LOG_INFO = 2,
-	TS_LOG_DEBUG = 3,
-};
+#include "log_level.h" /* src/common */
 
 enum ts_match_kind {
 	TS_MATCH_PORT,     /* PORT or PORT-PORT, any address */
@@ -167,8 +162,5 @@ bool ts_policy_names_host(const struct ts_policy *p, const char *host);
 /* The keys the parser accepts, for the documentation test: the name of
  * the i-th and whether it is global; NULL past the last. */
 const char *ts_policy_key(size_t i, bool *global);
-
-const char *ts_log_level_name(enum ts_log_level l);
-int ts_log_level_parse(const char *s); /* -1 if unknown */
 
 #endif

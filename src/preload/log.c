@@ -1,7 +1,8 @@
 /* Logging (see log.h).
  *
- * Where lines go comes from the policy: stderr (default), log-file = PATH
- * (instead of stderr), log = syslog (the local syslog socket). Every line
+ * Where lines go is configured (the preload passes the policy's choice):
+ * stderr (default), a file (instead of stderr), the local syslog socket.
+ * Every line
  * is formatted into a stack buffer and written with the real write/send:
  * no stdio, no allocation, no hook re-entered.
  *
@@ -15,6 +16,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h> /* vsnprintf only: it formats into memory */
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "escape.h"
 #include "forkwatch.h"
 #include "log.h"
@@ -39,9 +41,20 @@
 
 int ts_log_level_cur = TS_LOG_WARN;
 
+/* Published once configured; read by every line. */
+static struct ts_log_config where_cfg;
+static const struct ts_log_config *_Atomic where;
+
 void ts_log_set_level(int level)
 {
 	ts_log_level_cur = level;
+}
+
+void ts_log_configure(const struct ts_log_config *cfg)
+{
+	where_cfg = *cfg;
+	atomic_store_explicit(&where, &where_cfg, memory_order_release);
+	ts_log_set_level(cfg->level);
 }
 
 static long long mono_ms(void)
@@ -206,17 +219,18 @@ static void to_syslog(int level, const char *msg, size_t len)
 
 static void emit(int level, char *line, size_t n)
 {
-	const struct ts_policy *p = ts_state.policy;
+	const struct ts_log_config *w =
+		atomic_load_explicit(&where, memory_order_acquire);
 	size_t prefix = sizeof "tlsshim: " - 1;
 
 	/* line ends with '\n'; syslog gets it without prefix and newline. */
-	if (p && p->log_dest == TS_LOG_TO_SYSLOG)
+	if (w && w->syslog)
 		to_syslog(level, line + prefix, n - prefix - 1);
 	/* A log-file that cannot be opened (gone, a symbolic link): the
 	 * line goes to stderr rather than nowhere. */
-	if (p && p->log_file && to_file(p->log_file, line, n))
+	if (w && w->file && to_file(w->file, line, n))
 		return;
-	if (!p || p->log_dest != TS_LOG_TO_SYSLOG || p->log_file)
+	if (!w || !w->syslog || w->file)
 		to_stderr(line, n);
 }
 

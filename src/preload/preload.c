@@ -104,9 +104,13 @@ static void state_init(void)
 			/* Names learned from here on are shared with the
 			 * children forked from here on, if not already. */
 			ts_resolve_init();
+			ts_log_configure(&(struct ts_log_config){
+				.level = env_level >= 0 ? env_level
+				                        : (int)p->log_level,
+				.syslog = p->log_dest == TS_LOG_TO_SYSLOG,
+				.file = p->log_file,
+			});
 			ts_state.policy = p;
-			if (env_level < 0)
-				ts_log_set_level(p->log_level);
 			ts_debug("policy %s: %zu rules", path, p->nrules);
 		} else {
 			ts_state.failed = true;
