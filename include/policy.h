@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "log_level.h" /* src/common */
 
@@ -142,10 +143,25 @@ void ts_policy_decide(const struct ts_policy *p, const struct ts_dest *d,
  * error about the whole file (unreadable, over 1 MiB) is "path: message". */
 typedef void (*ts_policy_diag_fn)(void *ctx, const char *msg);
 
+/* How the parser reads files: the policy, and the trust material it
+ * names. Inside the preload read and close are its own hooks, so it hands
+ * in the real ones (ts_policy_load_io); the launcher, the tests and
+ * ts_policy_load use libc's. */
+struct stat;
+struct ts_policy_io {
+	int (*open)(const char *path, int flags, ...);
+	int (*fstat)(int fd, struct stat *st);
+	ssize_t (*read)(int fd, void *buf, size_t len);
+	int (*close)(int fd);
+};
+
 /* Parse a policy. On any error returns NULL; every error is passed to diag
  * (which may be NULL) and the first one is copied into err. */
 struct ts_policy *ts_policy_load(const char *path, ts_policy_diag_fn diag,
                                  void *ctx, char *err, size_t errlen);
+struct ts_policy *ts_policy_load_io(const struct ts_policy_io *io,
+                                    const char *path, ts_policy_diag_fn diag,
+                                    void *ctx, char *err, size_t errlen);
 struct ts_policy *ts_policy_parse(const char *path, const char *buf,
                                   size_t len, ts_policy_diag_fn diag,
                                   void *ctx, char *err, size_t errlen);

@@ -5,8 +5,9 @@
  * row's offset (plain values) or sets what the key needs on the rule (lists,
  * files). Every error is reported and parsing goes on, so one run shows them
  * all; any error makes the result NULL. Out of memory stops the parse with
- * an error and never aborts the host program. This runs in the preload's
- * constructor: files are read with open/read, never stdio streams. */
+ * an error and never aborts the host program. This runs inside the
+ * preload: files are read through struct ts_policy_io (the preload's
+ * real read/close), never stdio streams. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,6 +52,7 @@ struct key {
 #define FIELD(obj, k, type) ((type *)((char *)(obj) + (k)->offset))
 
 struct parser {
+	const struct ts_policy_io *io;
 	const char *path; /* for messages */
 	char *dir;        /* relative paths resolve here; NULL: none */
 	ts_policy_diag_fn diag;
@@ -213,9 +215,17 @@ static const char *dns_name_problem(char *name, char *buf, size_t buflen)
 	return NULL;
 }
 
+static const struct ts_policy_io libc_io = {
+	.open = open,
+	.fstat = fstat,
+	.read = read,
+	.close = close,
+};
+
 /* Reads all of path into a NUL-terminated buffer (len excludes the NUL).
  * Returns 0 or an errno value; EFBIG past max bytes. */
-static int read_all(const char *path, size_t max, struct ts_blob *out)
+static int read_all(const struct ts_policy_io *io, const char *path,
+                    size_t max, struct ts_blob *out)
 {
 	unsigned char *buf = NULL, *nbuf;
 	size_t cap, len = 0;
@@ -223,10 +233,10 @@ static int read_all(const char *path, size_t max, struct ts_blob *out)
 	int e = 0, fd;
 
 	*out = (struct ts_blob){0};
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = io->open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return errno;
-	if (fstat(fd, &st) < 0) {
+	if (io->fstat(fd, &st) < 0) {
 		e = errno;
 		goto err;
 	}
@@ -256,7 +266,7 @@ static int read_all(const char *path, size_t max, struct ts_blob *out)
 			}
 			buf = nbuf;
 		}
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		ssize_t n = io->read(fd, buf + len, cap - 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -271,14 +281,14 @@ static int read_all(const char *path, size_t max, struct ts_blob *out)
 		e = EFBIG;
 		goto err;
 	}
-	close(fd);
+	io->close(fd);
 	buf[len] = '\0';
 	out->data = buf;
 	out->len = len;
 	return 0;
 err:
 	free(buf);
-	close(fd);
+	io->close(fd);
 	return e;
 }
 
@@ -322,7 +332,7 @@ static int load_pem(struct parser *ps, const struct key *k,
 	if (!full)
 		return -1;
 	snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
-	e = read_all(full, MAX_PEM, blob);
+	e = read_all(ps->io, full, MAX_PEM, blob);
 	if (e == EFBIG)
 		perr(ps, v->col, "cannot read %s: larger than %d MiB", full,
 		     MAX_PEM >> 20);
@@ -712,7 +722,7 @@ static int parse_client_file(struct parser *ps, const struct key *k,
 
 	if (!full)
 		return -1;
-	e = read_all(full, MAX_PEM, blob);
+	e = read_all(ps->io, full, MAX_PEM, blob);
 	if (e == ENOMEM)
 		oom(ps);
 	else if (e)
@@ -1288,11 +1298,13 @@ static char *dir_of(struct parser *ps, const char *path)
 	return d;
 }
 
-struct ts_policy *ts_policy_parse(const char *path, const char *buf,
-                                  size_t len, ts_policy_diag_fn diag,
-                                  void *ctx, char *err, size_t errlen)
+static struct ts_policy *parse(const struct ts_policy_io *io,
+                               const char *path, const char *buf, size_t len,
+                               ts_policy_diag_fn diag, void *ctx, char *err,
+                               size_t errlen)
 {
 	struct parser ps = {
+		.io = io,
 		.path = path ? path : "(policy)",
 		.diag = diag, .ctx = ctx, .err = err, .errlen = errlen,
 	};
@@ -1349,8 +1361,22 @@ struct ts_policy *ts_policy_parse(const char *path, const char *buf,
 	return ps.p;
 }
 
+struct ts_policy *ts_policy_parse(const char *path, const char *buf,
+                                  size_t len, ts_policy_diag_fn diag,
+                                  void *ctx, char *err, size_t errlen)
+{
+	return parse(&libc_io, path, buf, len, diag, ctx, err, errlen);
+}
+
 struct ts_policy *ts_policy_load(const char *path, ts_policy_diag_fn diag,
                                  void *ctx, char *err, size_t errlen)
+{
+	return ts_policy_load_io(&libc_io, path, diag, ctx, err, errlen);
+}
+
+struct ts_policy *ts_policy_load_io(const struct ts_policy_io *io,
+                                    const char *path, ts_policy_diag_fn diag,
+                                    void *ctx, char *err, size_t errlen)
 {
 	struct parser ps = {
 		.path = path, .diag = diag, .ctx = ctx, .err = err,
@@ -1368,7 +1394,7 @@ struct ts_policy *ts_policy_load(const char *path, ts_policy_diag_fn diag,
 		return NULL;
 	}
 	/* Errors about the whole file have no line: "path: message". */
-	e = read_all(path, MAX_POLICY, &b);
+	e = read_all(io, path, MAX_POLICY, &b);
 	if (e == EFBIG) {
 		perr(&ps, 0, "larger than %d MiB", MAX_POLICY >> 20);
 		return NULL;
@@ -1381,8 +1407,8 @@ struct ts_policy *ts_policy_load(const char *path, ts_policy_diag_fn diag,
 		perr(&ps, 0, "cannot read: %s", strerror(e));
 		return NULL;
 	}
-	p = ts_policy_parse(path, (const char *)b.data, b.len, diag, ctx, err,
-	                    errlen);
+	p = parse(io, path, (const char *)b.data, b.len, diag, ctx, err,
+	          errlen);
 	free(b.data);
 	return p;
 }

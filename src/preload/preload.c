@@ -15,6 +15,7 @@
  * groups: src/hook_priv.c) loads it. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,8 +99,15 @@ static void state_init(void)
 		         "cannot be resolved",
 		         env_bad);
 	} else if (path) {
-		struct ts_policy *p = ts_policy_load(path, NULL, NULL, err,
-		                                     sizeof err);
+		/* read and close are our hooks: the parser gets libc's. */
+		struct ts_policy_io io = {
+			.open = open,
+			.fstat = fstat,
+			.read = REAL(read),
+			.close = REAL(close),
+		};
+		struct ts_policy *p = ts_policy_load_io(&io, path, NULL, NULL,
+		                                        err, sizeof err);
 		if (p) {
 			/* Names learned from here on are shared with the
 			 * children forked from here on, if not already. */
