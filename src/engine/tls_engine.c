@@ -24,6 +24,7 @@
 #include <gnutls/x509.h>
 
 #include "engine.h"
+#include "tls.h"
 #include "tls_cache.h"
 #include "tls_nodelay.h"
 #include "tls_verify.h"
@@ -34,7 +35,7 @@
  * always exactly what the caller was told was taken. */
 #define MAX_CHUNK 16384
 
-static struct ts_engine_io io;
+struct ts_engine_io ts_tls_io;
 
 struct ts_tls {
 	/* First: GnuTLS has one user pointer per session; tls_cache.c sets
@@ -135,7 +136,7 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 
 	if (wait)
 		pthread_mutex_unlock(&t->lock);
-	ssize_t n = io.recv(xfd(t, x), buf, len, x->recv_flags);
+	ssize_t n = ts_tls_io.recv(xfd(t, x), buf, len, x->recv_flags);
 	int e = errno;
 	if (wait)
 		pthread_mutex_lock(&t->lock);
@@ -168,7 +169,7 @@ static bool not_tls_reason(struct ts_tls *t)
 		return false;
 	/* GnuTLS stopped at a record header: a greeting line has mostly
 	 * arrived with it. The connection is refused anyway. */
-	ssize_t n = io.recv(cur->fd, t->first + t->nfirst,
+	ssize_t n = ts_tls_io.recv(cur->fd, t->first + t->nfirst,
 	                    sizeof t->first - t->nfirst, MSG_DONTWAIT);
 	if (n > 0)
 		t->nfirst += (unsigned)n;
@@ -204,9 +205,9 @@ static int pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 	if (x->recv_flags & MSG_DONTWAIT)
 		timeout = 0;
 	if (timeout == 0)
-		return io.poll(&pfd, 1, 0);
+		return ts_tls_io.poll(&pfd, 1, 0);
 	pthread_mutex_unlock(&t->lock);
-	int r = io.poll(&pfd, 1, timeout), e = errno;
+	int r = ts_tls_io.poll(&pfd, 1, timeout), e = errno;
 	pthread_mutex_lock(&t->lock);
 	errno = e;
 	return r;
@@ -223,7 +224,7 @@ static ssize_t push(gnutls_transport_ptr_t p, const giovec_t *iov, int cnt)
 
 	if (wait)
 		pthread_mutex_unlock(&t->lock);
-	ssize_t n = io.sendmsg(xfd(t, x), &m, x->send_flags);
+	ssize_t n = ts_tls_io.sendmsg(xfd(t, x), &m, x->send_flags);
 	int e = errno;
 	if (wait)
 		pthread_mutex_lock(&t->lock);
@@ -271,7 +272,7 @@ static int to_keylog(gnutls_session_t s, const char *label,
 	line[n++] = '\n';
 	/* One write of a whole line with O_APPEND: lines of concurrent
 	 * sessions do not interleave. */
-	if (write(t->keylog_fd, line, n) < 0)
+	if (ts_tls_io.write(t->keylog_fd, line, n) < 0)
 		return 0;
 	return 0;
 }
@@ -310,7 +311,7 @@ static int open_keylog(const char *path, char *err, size_t errlen)
 		         path, (unsigned)(st.st_mode & 07777));
 	else
 		return fd;
-	close(fd);
+	ts_tls_io.close(fd);
 	return -1;
 }
 
@@ -424,7 +425,7 @@ err:
 	if (t->s)
 		gnutls_deinit(t->s);
 	if (t->keylog_fd >= 0)
-		close(t->keylog_fd);
+		ts_tls_io.close(t->keylog_fd);
 	ts_cred_put(t->cred);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -713,7 +714,7 @@ static ssize_t tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
 		if (r != TS_TLS_WANT_READ || !outside)
 			return r;
 		char c;
-		ssize_t n = io.recv(xfd(t, &x), &c, 1, MSG_PEEK);
+		ssize_t n = ts_tls_io.recv(xfd(t, &x), &c, 1, MSG_PEEK);
 		if (n < 0 && errno == EINTR)
 			return TS_TLS_INTR;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -792,7 +793,7 @@ static bool unsent(int fd)
 	socklen_t len = sizeof ti;
 
 	memset(&ti, 0, sizeof ti);
-	if (io.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+	if (ts_tls_io.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return false;
 	return ti.tcpi_notsent_bytes > 0 || ti.tcpi_lost > 0;
 }
@@ -836,7 +837,7 @@ static enum drained drain_locked(struct ts_tls *t, long long deadline)
 static void set_reset(int fd)
 {
 	struct linger l = {.l_onoff = 1, .l_linger = 0};
-	(void)io.setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+	(void)ts_tls_io.setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 }
 
 static bool tls_close_drain(struct ts_tls *t, int fd, bool unread,
@@ -849,7 +850,7 @@ static bool tls_close_drain(struct ts_tls *t, int fd, bool unread,
 	socklen_t len = sizeof l;
 
 	/* The program's own SO_LINGER {1, 0}: it asks for a reset. */
-	if (io.getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
+	if (ts_tls_io.getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
 	    l.l_onoff && !l.l_linger)
 		return true;
 	if (!unread) {
@@ -885,7 +886,7 @@ static int tls_close_linger(struct ts_tls *t, int fd, bool closing,
 		 * with a timeout that grows to 64 ms. */
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		leave(t);
-		int n = io.poll(&p, 1, step < left ? step : (int)left);
+		int n = ts_tls_io.poll(&p, 1, step < left ? step : (int)left);
 		enter(t, &x);
 		if (step < 64)
 			step *= 2;
@@ -922,7 +923,7 @@ static void tls_destroy(struct ts_tls *t)
 		return;
 	gnutls_deinit(t->s);
 	if (t->keylog_fd >= 0)
-		close(t->keylog_fd);
+		ts_tls_io.close(t->keylog_fd);
 	ts_verify_clear(&t->verify);
 	ts_cred_put(t->cred);
 	pthread_mutex_destroy(&t->lock);
@@ -982,8 +983,8 @@ EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *tio)
 	if (gnutls_global_init() < 0)
 		return NULL;
 	ts_cred_init();
-	io = *tio;
-	ts_nodelay_bind(&io);
+	ts_tls_io = *tio;
+	ts_nodelay_bind(&ts_tls_io);
 	return &ops;
 }
 

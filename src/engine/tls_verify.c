@@ -19,6 +19,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/ocsp.h>
 
+#include "tls.h"
 #include "tls_verify.h"
 
 /* Certificate verification uses the MEDIUM profile (112-bit security: RSA
@@ -407,7 +408,7 @@ static int take_file(const char *path, const struct ts_blob *fallback,
 				break;
 		}
 		if (buf && len < cap) {
-			close(fd);
+			ts_tls_io.close(fd);
 			buf[len] = '\0';
 			out->data = buf;
 			out->len = len;
@@ -417,7 +418,7 @@ static int take_file(const char *path, const struct ts_blob *fallback,
 		free(buf);
 	}
 	if (fd >= 0)
-		close(fd);
+		ts_tls_io.close(fd);
 	if (stat(path, &st) == 0)
 		file_id_of(&st, id);
 	return blob_copy(out, fallback);

@@ -8,10 +8,7 @@
  *   tlsshim [-p POLICY] [-l LEVEL] on | off
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -21,6 +18,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "engine_open.h"
 #include "launcher.h"
 #include "policy.h"
 
@@ -79,9 +77,8 @@ static int find_library(char *out, size_t len);
  * the preload would load it: 0 when every rule passes. */
 static int check_engine(const struct ts_policy *p)
 {
-	static const struct ts_engine *eng;
-	static const struct ts_engine_io io = {recv, sendmsg, poll, getsockopt,
-	                                       setsockopt};
+	static struct ts_engine_handle h;
+	const struct ts_engine *eng = h.ops;
 	char lib[PATH_MAX], err[512];
 	int bad = 0;
 
@@ -90,21 +87,9 @@ static int check_engine(const struct ts_policy *p)
 			ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
 			return 1;
 		}
-		char *slash = strrchr(lib, '/');
-		if (slash)
-			snprintf(slash + 1, sizeof lib - (size_t)(slash + 1 - lib),
-			         "%s", TS_ENGINE_SONAME);
-		void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-		ts_engine_init_fn init =
-			h ? (ts_engine_init_fn)dlsym(h, TS_ENGINE_INIT_SYM)
-			  : NULL;
-		eng = init ? init(&io) : NULL;
-		if (!eng || eng->abi != TS_ENGINE_ABI || !eng->check_rule) {
-			ts_launcher_say(stderr, "tlsshim: cannot load the TLS engine "
-			        "%s: %s", lib, h ? "incompatible" : dlerror());
-			eng = NULL;
+		if (ts_launcher_engine(lib, &h) < 0)
 			return 1;
-		}
+		eng = h.ops;
 	}
 	for (size_t i = 0; i < p->nrules; i++) {
 		if (eng->check_rule(&p->rules[i], err, sizeof err) < 0) {

@@ -23,7 +23,10 @@ int ts_launcher_check_target(char *const argv[], const char *preload,
 void ts_launcher_say(FILE *f, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* src/launcher_explain.c: preload_lib locates the engine beside it. */
+/* src/launcher/launcher_explain.c: preload_lib locates the engine beside
+ * it; ts_launcher_engine loads it (every error said). */
+struct ts_engine_handle;
+int ts_launcher_engine(const char *preload_lib, struct ts_engine_handle *e);
 int ts_launcher_explain(const char *policy, const char *target,
                         const char *preload_lib);
 int ts_launcher_probe(const char *policy, const char *target,

@@ -12,7 +12,6 @@
  * ALPN, alerts and names typed on the command line alike. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "engine_open.h"
 #include "escape.h"
 #include "launcher.h"
 #include "policy.h"
@@ -130,44 +130,16 @@ static struct ts_policy *load(const char *path)
 	return ts_policy_load(path, print_diag, NULL, err, sizeof err);
 }
 
-/* The engine, from beside the preload, as the preload loads it; with the
- * launcher's own entry points. */
-struct engine {
-	const struct ts_engine *ops;
-	ts_engine_probe_fn probe;
-	ts_engine_versions_fn versions;
-};
-
-static int load_engine(const char *preload_lib, struct engine *e)
+/* The engine, from beside the preload, as the preload loads it (with
+ * libc's functions): 0, or -1 said. */
+int ts_launcher_engine(const char *preload_lib, struct ts_engine_handle *e)
 {
-	static struct ts_engine_io io;
-	char path[4096];
-	const char *slash = strrchr(preload_lib, '/');
-	int dl = slash ? (int)(slash - preload_lib) : 1;
+	char err[512];
 
-	snprintf(path, sizeof path, "%.*s/%s", dl, slash ? preload_lib : ".",
-	         TS_ENGINE_SONAME);
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		complain("tlsshim: cannot load %s: %s", path, dlerror());
-		return -1;
-	}
-	ts_engine_init_fn init =
-		(ts_engine_init_fn)dlsym(h, TS_ENGINE_INIT_SYM);
-	e->probe = (ts_engine_probe_fn)dlsym(h, TS_ENGINE_PROBE_SYM);
-	e->versions = (ts_engine_versions_fn)dlsym(h, TS_ENGINE_VERSIONS_SYM);
-	io.recv = recv;
-	io.sendmsg = sendmsg;
-	io.poll = poll;
-	io.getsockopt = getsockopt;
-	io.setsockopt = setsockopt;
-	e->ops = init ? init(&io) : NULL;
-	if (!e->ops || e->ops->abi != TS_ENGINE_ABI || !e->probe ||
-	    !e->versions) {
-		complain("tlsshim: %s: not a compatible engine", path);
-		return -1;
-	}
-	return 0;
+	if (ts_engine_open(preload_lib, NULL, e, err, sizeof err) == 0)
+		return 0;
+	complain("tlsshim: %s", err);
+	return -1;
 }
 
 static size_t count_certs(const struct ts_blob *b)
@@ -224,7 +196,7 @@ static bool same_decision(const struct ts_decision *a,
 static const char *ind = "  ";
 
 static void explain_upgrade(const struct ts_decision *d, uint16_t port,
-                            const struct engine *eng)
+                            const struct ts_engine_handle *eng)
 {
 	const struct ts_rule *r = d->rule;
 	char vers[64], why[512];
@@ -289,7 +261,7 @@ static void explain_upgrade(const struct ts_decision *d, uint16_t port,
 }
 
 static void explain_decision(const struct ts_decision *d, uint16_t port,
-                             const struct engine *eng)
+                             const struct ts_engine_handle *eng)
 {
 	switch (d->verdict) {
 	case TS_VERDICT_UPGRADE:
@@ -325,14 +297,14 @@ int ts_launcher_explain(const char *policy, const char *target,
 {
 	struct ts_policy *p = load(policy);
 	struct addrinfo *res = NULL;
-	struct engine eng;
+	struct ts_engine_handle eng;
 	struct target t;
 	int rv = 2;
 
 	if (!p)
 		return 2;
 	if (parse_or_complain(target, &t) < 0 ||
-	    load_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
+	    ts_launcher_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
 		goto out;
 	say("policy %s", p->path);
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -407,7 +379,7 @@ static void print_line(void *ctx, const char *line)
 
 /* Connects to ip:port, handshakes as rule r would, verifying name (sent
  * as SNI when sni). 0 verified, 1 not. */
-static int probe_one(const struct engine *eng, const struct ts_policy *p,
+static int probe_one(const struct ts_engine_handle *eng, const struct ts_policy *p,
                      const struct ts_rule *r, const struct addrinfo *ai,
                      uint16_t port, const char *name, bool sni)
 {
@@ -500,14 +472,14 @@ int ts_launcher_probe(const char *policy, const char *target,
 {
 	struct ts_policy *p = load(policy);
 	struct addrinfo *res = NULL;
-	struct engine eng;
+	struct ts_engine_handle eng;
 	struct target t;
 	int rv = 2;
 
 	if (!p)
 		return 2;
 	if (parse_or_complain(target, &t) < 0 ||
-	    load_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
+	    ts_launcher_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
 		goto out;
 	rv = 0;
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
