@@ -23,6 +23,8 @@
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
+#include "base64.h"
+#include "clock.h"
 #include "engine.h"
 #include "tls.h"
 #include "tls_cache.h"
@@ -777,13 +779,6 @@ static int tls_close_notify(struct ts_tls *t, int fd)
  * waits for the ones still to come while our bytes are unsent. Application
  * data left unread keeps the kernel's answer, a reset, as over TCP. */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Bytes of ours a reset would lose: not sent yet, or sent and lost (to be
  * sent again). Bytes in flight reach the peer before the reset does; to
  * wait for their ACK would cost a delayed ACK (40 ms) at many closes. */
@@ -829,7 +824,7 @@ static enum drained drain_locked(struct ts_tls *t, long long deadline)
 			t->end_errno = cur->pull_errno;
 			return DRAINED_END;
 		}
-		if (now_ms() >= deadline)
+		if (ts_now_ms() >= deadline)
 			return DRAINED_EMPTY;
 	}
 }
@@ -855,7 +850,7 @@ static bool tls_close_drain(struct ts_tls *t, int fd, bool unread,
 		return true;
 	if (!unread) {
 		enter(t, &x);
-		unread = drain_locked(t, now_ms() + timeout_ms) == DRAINED_DATA;
+		unread = drain_locked(t, ts_now_ms() + timeout_ms) == DRAINED_DATA;
 		leave(t);
 	}
 	if (unread)
@@ -869,7 +864,7 @@ static int tls_close_linger(struct ts_tls *t, int fd, bool closing,
 	struct xfer x = {.fd = fd,
 	                 .recv_flags = MSG_DONTWAIT,
 	                 .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL};
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = ts_now_ms() + timeout_ms;
 	int step = 1, rc = TS_TLS_OK;
 
 	ts_nodelay_push(fd);
@@ -877,7 +872,7 @@ static int tls_close_linger(struct ts_tls *t, int fd, bool closing,
 	enum drained d = drain_locked(t, deadline);
 	/* Without close_notify out, the peer was not reading: no wait. */
 	while (d == DRAINED_EMPTY && t->bye_sent && unsent(fd)) {
-		long long left = deadline - now_ms();
+		long long left = deadline - ts_now_ms();
 		if (left <= 0) {
 			rc = TS_TLS_WANT_WRITE;
 			break;
@@ -1069,7 +1064,7 @@ static void probe_cert(const gnutls_datum_t *der, unsigned idx,
 	if (gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA256, id,
 	                               &idlen) == 0 && idlen == 32) {
 		char b64[64];
-		ts_b64(id, idlen, b64);
+		ts_base64(id, idlen, b64, sizeof b64);
 		snprintf(line, sizeof line, "  pin-sha256: %s", b64);
 		out(ctx, line);
 	}

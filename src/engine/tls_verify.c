@@ -19,6 +19,8 @@
 #include <gnutls/crypto.h>
 #include <gnutls/ocsp.h>
 
+#include "base64.h"
+#include "clock.h"
 #include "tls.h"
 #include "tls_verify.h"
 
@@ -43,13 +45,6 @@ static pthread_mutex_t creds_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The CRL signature memo (struct ts_crl), taken alone or inside
  * creds_lock (a load verifies its anchors' CRLs). */
 static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void utc(time_t t, char *buf, size_t len)
 {
@@ -779,7 +774,7 @@ struct ts_cred *ts_cred_get(const struct ts_rule *r, char *err,
                             size_t errlen)
 {
 	struct ts_cred *c, **pp;
-	long long now = mono_ms();
+	long long now = ts_now_ms();
 
 	pthread_mutex_lock(&creds_lock);
 	for (pp = &creds; (c = *pp); pp = &c->next)
@@ -1102,31 +1097,6 @@ static int check_staples(gnutls_session_t s, gnutls_x509_crt_t *path,
 
 /* ---- pins ---- */
 
-void ts_b64(const unsigned char *in, size_t n, char *out)
-{
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i, o = 0;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 |
-		             in[i + 2];
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = tab[(v >> 6) & 63];
-		out[o++] = tab[v & 63];
-	}
-	if (i < n) {
-		unsigned v = (unsigned)in[i] << 16 |
-		             (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-}
-
 /* RFC 7469: a certificate on the validated path -- leaf, issuers, trust
  * anchor -- has a public key whose SPKI SHA-256 is pinned. */
 static int check_pins(const struct ts_rule *r, gnutls_x509_crt_t *path,
@@ -1142,7 +1112,7 @@ static int check_pins(const struct ts_rule *r, gnutls_x509_crt_t *path,
 		    idlen != sizeof id)
 			continue;
 		if (k == 0)
-			ts_b64(id, sizeof id, shown);
+			ts_base64(id, sizeof id, shown, sizeof shown);
 		for (size_t j = 0; j < r->npins; j++)
 			if (!memcmp(r->pins[j], id, sizeof id))
 				return 0;

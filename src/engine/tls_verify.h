@@ -118,7 +118,4 @@ int ts_verify_after(gnutls_session_t s, struct ts_verify *v,
                     size_t whylen);
 void ts_verify_clear(struct ts_verify *v);
 
-/* Base64 of n bytes into out (4 * ((n + 2) / 3) + 1 bytes). */
-void ts_b64(const unsigned char *in, size_t n, char *out);
-
 #endif

@@ -21,6 +21,7 @@
 #include "engine_open.h"
 #include "launcher.h"
 #include "policy.h"
+#include "policy_find.h"
 
 #ifndef TS_LIBDIR
 #define TS_LIBDIR "/usr/local/lib"
@@ -289,32 +290,17 @@ static int check_absolute(const char *policy, char abs[PATH_MAX])
 static int find_policy(const char *policy, const char *cmd,
                        char abs[PATH_MAX])
 {
+	const char *base = strrchr(cmd, '/');
 	char conf[PATH_MAX];
-	struct stat st;
 
 	if (!policy || !policy[0])
 		policy = getenv("TLSSHIM_POLICY");
-	if (!policy || !policy[0]) {
-		const char *dir = getenv("TLSSHIM_POLICY_DIR");
-		const char *base = strrchr(cmd, '/');
-		if (!dir || !dir[0])
-			dir = TS_POLICY_DIR;
-		/* Like the preload: a file that exists is the policy,
-		 * readable or not. */
-		if (snprintf(conf, sizeof conf, "%s/%s.conf", dir,
-		             base ? base + 1 : cmd) >= (int)sizeof conf ||
-		    stat(conf, &st) < 0) {
-			char dflt[PATH_MAX];
-			if (snprintf(dflt, sizeof dflt, "%s/default.conf", dir) >=
-			            (int)sizeof dflt ||
-			    stat(dflt, &st) < 0) {
-				ts_launcher_say(stderr, "tlsshim: no policy: use -p "
-				                "POLICY (or put one in %s)", conf);
-				return -1;
-			}
-			memcpy(conf, dflt, sizeof conf);
-		}
-		policy = conf;
+	policy = ts_policy_find(policy, getenv("TLSSHIM_POLICY_DIR"),
+	                        base ? base + 1 : cmd, conf, sizeof conf);
+	if (!policy) {
+		ts_launcher_say(stderr, "tlsshim: no policy: use -p POLICY (or "
+		                "put one in %s)", conf);
+		return -1;
 	}
 	return check_absolute(policy, abs);
 }

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
+#include "clock.h"
 #include "engine.h"
 #include "engine_open.h"
 #include "escape.h"
@@ -155,25 +157,6 @@ static size_t count_certs(const struct ts_blob *b)
 	return n;
 }
 
-static void base64(const uint8_t *in, size_t n, char *out, size_t len)
-{
-	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	                        "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t o = 0;
-	for (size_t i = 0; i < n && o + 4 < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16;
-		if (i + 1 < n)
-			v |= (unsigned)in[i + 1] << 8;
-		if (i + 2 < n)
-			v |= in[i + 2];
-		out[o++] = t[v >> 18 & 63];
-		out[o++] = t[v >> 12 & 63];
-		out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < n ? t[v & 63] : '=';
-	}
-	out[o] = '\0';
-}
-
 /* The words of the preload's debug line for the same decision
  * ("rule R, verifying N (WHY)"), so the two can be compared. */
 static const char *name_from_text(enum ts_name_from f)
@@ -233,7 +216,7 @@ static void explain_upgrade(const struct ts_decision *d, uint16_t port,
 		    "for)", ind);
 	for (size_t i = 0; i < r->npins; i++) {
 		char b64[64];
-		base64(r->pins[i], 32, b64, sizeof b64);
+		ts_base64(r->pins[i], 32, b64, sizeof b64);
 		say("%spin-sha256:    %s (on the validated chain, in addition "
 		    "to chain and name)", ind, b64);
 	}
@@ -349,17 +332,10 @@ out:
 
 /* ---- probe ---- */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool wait_fd(int fd, short ev, long long deadline)
 {
 	for (;;) {
-		long long left = deadline - now_ms();
+		long long left = deadline - ts_now_ms();
 		if (left <= 0)
 			return false;
 		struct pollfd pfd = {fd, ev, 0};
@@ -390,7 +366,7 @@ static int probe_one(const struct ts_engine_handle *eng, const struct ts_policy 
 	} sa;
 	struct ts_dest d;
 	char why[512] = "", dest[TS_DEST_STR_MAX];
-	long long deadline = now_ms() + p->handshake_timeout_ms;
+	long long deadline = ts_now_ms() + p->handshake_timeout_ms;
 	struct ts_tls *t = NULL;
 	int fd = -1, rv = 1;
 

@@ -34,13 +34,6 @@ static const struct ts_engine *_Atomic eng; /* the same value at every store */
 static pthread_mutex_t hot_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ts_conn *hot_head;
 
-long long ts_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void hot_add(struct ts_conn *c)
 {
 	ts_fork_check();

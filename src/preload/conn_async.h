@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "conn.h"
 
 enum ts_async_phase {
@@ -95,6 +96,5 @@ long long ts_conn_epoll_prepare(int epfd);
  * Returns the new count (0: wait again if time remains). */
 int ts_conn_epoll_finish(int epfd, struct epoll_event *evs, int n);
 
-long long ts_now_ms(void);
 
 #endif

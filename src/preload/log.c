@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "escape.h"
 #include "forkwatch.h"
 #include "log.h"
@@ -57,13 +58,6 @@ void ts_log_configure(const struct ts_log_config *cfg)
 	ts_log_set_level(cfg->level);
 }
 
-static long long mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct rl_slot {
 	const char *fmt;
 	long long start;
@@ -83,7 +77,7 @@ void ts_log_child_reset(void)
  * same call site were suppressed in the window that just ended. */
 static bool rate_ok(const char *fmt, unsigned *dropped)
 {
-	long long now = mono_ms();
+	long long now = ts_now_ms();
 	struct rl_slot *s = NULL, *oldest = &rl[0];
 	bool ok;
 

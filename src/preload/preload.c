@@ -1,9 +1,9 @@
 /* Choose and parse the policy once, when it is first needed.
  *
- * The policy is found in this order, and only here: $TLSSHIM_POLICY; else
- * <dir>/<program>.conf, then <dir>/default.conf, where <dir> is
- * $TLSSHIM_POLICY_DIR or the installed policy directory; else tlsshim is
- * inert. A policy that was named (by the variable, or by existing in the
+ * The policy is found as the launcher finds it (src/common/policy_find.c):
+ * $TLSSHIM_POLICY; else <dir>/<program>.conf, then <dir>/default.conf,
+ * where <dir> is $TLSSHIM_POLICY_DIR or the installed policy directory;
+ * else tlsshim is inert. A policy that was named (by the variable, or by existing in the
  * directory) but does not load makes every TCP connect fail: a broken
  * policy never degrades to plaintext.
  *
@@ -26,24 +26,15 @@
 #include "conn.h"
 #include "log.h"
 #include "policy.h"
+#include "policy_find.h"
 #include "real.h"
 #include "resolve.h"
-
-#ifndef TS_POLICY_DIR
-#define TS_POLICY_DIR "/etc/tlsshim/policies"
-#endif
 
 struct ts_state ts_state;
 static pthread_once_t state_once = PTHREAD_ONCE_INIT;
 
 /* The variables as they were at start; "" when unset. */
 static char env_policy[4096], env_dir[4096], env_log[64];
-
-static bool exists(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0;
-}
 
 static const char *env_bad; /* a variable that did not fit */
 
@@ -67,21 +58,6 @@ static void capture(const char *name, char *buf, size_t len, bool path)
 	env_bad = name;
 }
 
-static const char *choose(char *buf, size_t len)
-{
-	if (env_policy[0])
-		return env_policy;
-	const char *dir = env_dir[0] ? env_dir : TS_POLICY_DIR;
-	if ((size_t)snprintf(buf, len, "%s/%s.conf", dir,
-	                     program_invocation_short_name) < len &&
-	    exists(buf))
-		return buf;
-	if ((size_t)snprintf(buf, len, "%s/default.conf", dir) < len &&
-	    exists(buf))
-		return buf;
-	return NULL;
-}
-
 static void state_init(void)
 {
 	char buf[4096], err[400];
@@ -91,7 +67,10 @@ static void state_init(void)
 	ts_real_bind();
 	if (env_level >= 0)
 		ts_log_set_level(env_level);
-	const char *path = env_bad ? NULL : choose(buf, sizeof buf);
+	const char *path = env_bad ? NULL
+	                           : ts_policy_find(env_policy, env_dir,
+	                                            program_invocation_short_name,
+	                                            buf, sizeof buf);
 	if (env_bad) {
 		ts_state.failed = true;
 		snprintf(ts_state.failed_reason, sizeof ts_state.failed_reason,

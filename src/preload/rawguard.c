@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rawguard.h"
 #include "real.h"
@@ -91,13 +92,6 @@ static bool in_kernel(pid_t tid)
 	return buf[0] >= '0' && buf[0] <= '9';
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void ts_raw_quiesce(int fd, long ms)
 {
 	int saved = errno;
@@ -111,7 +105,7 @@ void ts_raw_quiesce(int fd, long ms)
 		              MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 	else
 		atomic_thread_fence(memory_order_seq_cst);
-	long long end = now_ms() + ms;
+	long long end = ts_now_ms() + ms;
 	pthread_mutex_lock(&reg_lock);
 	for (struct ts_raw_slot *s = head; s; s = s->next) {
 		if (s->tid == me)
@@ -119,7 +113,7 @@ void ts_raw_quiesce(int fd, long ms)
 		unsigned seq = atomic_load(&s->seq);
 		while (atomic_load(&s->depth) && atomic_load(&s->fd) == fd &&
 		       atomic_load(&s->seq) == seq && !in_kernel(s->tid)) {
-			if (now_ms() >= end) {
+			if (ts_now_ms() >= end) {
 				ts_warn("fd %d: thread %d is still between "
 				        "deciding and making a call on it",
 				        fd, (int)s->tid);
