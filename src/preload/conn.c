@@ -1,29 +1,27 @@
-/* The connection layer (see conn.h): connect, the data path, readiness.
- * The fd lifecycle (close, dup, exec) is in conn_fd.c, the handshake state
- * machine in conn_async.c, ownership across fork in conn_fork.c. */
+/* The connection layer (see conn.h): a connection's life, and connect.
+ *
+ * The rest of the layer, one concern a file: the data path (conn_io.c),
+ * readiness for poll and epoll (conn_poll.c), the handshake state machine
+ * (conn_async.c), closing a session (conn_close.c), fd numbers: close,
+ * dup, exec (conn_fd.c), ownership across fork (conn_fork.c). What they
+ * share is in conn_priv.h. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
-#include <signal.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "conn.h"
 #include "conn_async.h"
-#include "engine.h"
-#include "engine_load.h"
+#include "conn_priv.h"
 #include "log.h"
 #include "real.h"
 #include "resolve.h"
 #include "stdio_seal.h"
-
-static const struct ts_engine *_Atomic eng; /* set once, before the first conn */
 
 static void conn_destroy(struct ts_fdent *e)
 {
@@ -31,7 +29,7 @@ static void conn_destroy(struct ts_fdent *e)
 
 	ts_conn_async_unlist(c);
 	if (c->tls)
-		eng->destroy(c->tls);
+		ts_conn_eng()->destroy(c->tls);
 	free(c->stage);
 	free(c->peek);
 	pthread_mutex_destroy(&c->send_lock);
@@ -68,6 +66,28 @@ const char *ts_conn_port_note(const struct ts_conn *c, char *buf,
 	return buf;
 }
 
+void ts_conn_say_failed(const char *rule, const char *dest, const char *name,
+                        const char *why, const struct ts_conn *c)
+{
+	char pn[32];
+
+	ts_error("%s %s (%s): %s%s", rule, dest, name,
+	         why && why[0] ? why : "connection failed",
+	         ts_conn_port_note(c, pn, sizeof pn));
+}
+
+void ts_conn_say_verified(struct ts_conn *c)
+{
+	char desc[128], pn[32];
+
+	if (ts_log_level_cur < TS_LOG_INFO)
+		return;
+	ts_conn_eng()->describe(c->tls, desc, sizeof desc);
+	ts_info("%s: rule %s %s (%s): %s, verified%s",
+	        program_invocation_short_name, c->rule->name, c->dest,
+	        c->name, desc, ts_conn_port_note(c, pn, sizeof pn));
+}
+
 /* A number whose meaning was lost (a process copied while another thread
  * was closing or replacing it): every call on it fails, none goes raw. */
 void ts_conn_tombstone(int fd)
@@ -85,20 +105,7 @@ void ts_conn_tombstone(int fd)
 	ts_conn_put(c);
 }
 
-/* Every IPv4/IPv6 stream socket is in scope: TCP, MPTCP (what mptcpize
- * makes) and any other stream protocol the kernel may carry bytes on. */
-static bool is_inet_stream(int fd)
-{
-	int type = 0;
-	socklen_t l = sizeof type;
-
-	return REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &l) == 0 &&
-	       type == SOCK_STREAM;
-}
-
-/* Wait for fd until deadline; 1 ready, 0 timed out. Signals do not cut a
- * handshake short: the deadline bounds it. */
-static int wait_fd(int fd, short events, long long deadline)
+int ts_conn_wait_fd(int fd, short events, long long deadline)
 {
 	for (;;) {
 		long long left = deadline - ts_now_ms();
@@ -113,12 +120,52 @@ static int wait_fd(int fd, short events, long long deadline)
 	}
 }
 
-static void refuse_failed_policy(void)
+void ts_conn_disconnect(int fd)
+{
+	struct sockaddr sa = {.sa_family = AF_UNSPEC};
+	int saved = errno;
+	(void)REAL(connect)(fd, &sa, sizeof sa);
+	errno = saved;
+}
+
+int ts_conn_dead_socket(void)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	REAL(close)(sv[1]);
+	return sv[0];
+}
+
+/* connect ------------------------------------------------------------ */
+
+/* Every IPv4/IPv6 stream socket is in scope: TCP, MPTCP (what mptcpize
+ * makes) and any other stream protocol the kernel may carry bytes on. */
+static bool is_inet_stream(int fd)
+{
+	int type = 0;
+	socklen_t l = sizeof type;
+
+	return REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &l) == 0 &&
+	       type == SOCK_STREAM;
+}
+
+/* What a refused connect() returns: nothing was sent. */
+static int refused(int *result)
+{
+	errno = ECONNREFUSED;
+	*result = -1;
+	return 0;
+}
+
+static int refused_by_failed_policy(int *result)
 {
 	static atomic_flag said = ATOMIC_FLAG_INIT;
 	if (!atomic_flag_test_and_set(&said))
 		ts_error("%s; refusing every TCP connection",
 		         ts_state.failed_reason);
+	return refused(result);
 }
 
 /* Policy warnings the parser cannot give (it reports errors only), once
@@ -195,94 +242,74 @@ static int wait_verified(struct ts_conn *c, int *result)
 		}
 		if (r < 0) {
 			ts_conn_async_abandon(c);
-			errno = ECONNREFUSED;
-			*result = -1;
-			return 0;
+			return refused(result);
 		}
-		(void)wait_fd(c->fd, c->hs_want, c->hs_deadline);
+		(void)ts_conn_wait_fd(c->fd, c->hs_want, c->hs_deadline);
 	}
 }
 
-int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
-                    int *result)
+union sockaddr_in46 {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+/* sa with the port the rule connects to (tls-port). */
+static void retarget(union sockaddr_in46 *t, const struct sockaddr *sa,
+                     socklen_t len, uint16_t port)
 {
-	struct ts_dest d;
-	char dest[TS_DEST_STR_MAX], why[512] = "";
-	char learned[TS_RESOLVE_NAME_MAX], port_note[32];
-	struct ts_conn *c = NULL;
-	struct ts_decision dec;
-
-	if (!sa || ts_dest_from_sockaddr(sa, len, &d) < 0)
-		return 1;
-	ts_state_init();
-	if (ts_state.failed) {
-		if (!is_inet_stream(fd))
-			return 1;
-		refuse_failed_policy();
-		errno = ECONNREFUSED;
-		*result = -1;
-		return 0;
-	}
-	if (!ts_state.policy)
-		return 1;
-	ts_dest_format(&d, dest, sizeof dest);
-	decide(&d, learned, sizeof learned, &dec);
-	if (dec.verdict == TS_VERDICT_PASS) {
-		ts_debug("%s: %s; not upgraded", dest,
-		         dec.rule ? "rule with tls = no" : "no rule matches");
-		return 1;
-	}
-	if (!is_inet_stream(fd))
-		return 1;
-	const struct ts_rule *rule = dec.rule;
-	if (dec.verdict == TS_VERDICT_REFUSE) {
-		ts_error("%s %s: refused: %s", rule ? rule->name : "unmatched",
-		         dest, dec.why);
-		errno = ECONNREFUSED;
-		*result = -1;
-		return 0;
-	}
-	if (ts_fd_peek(fd) && reconnect(fd, sa, len, result) == 0)
-		return 0;
-	/* A number reused without passing through our close. */
-	ts_conn_purge(fd);
-
-	ts_debug("%s: rule %s, verifying %s (%s)", dest, rule->name, dec.name,
-	         dec.name_from == TS_NAME_SNI ? "sni from the rule" :
-	         dec.name_from == TS_NAME_LEARNED ? "name the program resolved" :
-	                                            "IP literal, no SNI sent");
-	warn_rule_once(rule);
-
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-	} target;
-	memcpy(&target, sa, len < sizeof target ? len : sizeof target);
+	memcpy(t, sa, len < sizeof *t ? len : sizeof *t);
 	if (sa->sa_family == AF_INET)
-		target.in.sin_port = htons(dec.port);
+		t->in.sin_port = htons(port);
 	else
-		target.in6.sin6_port = htons(dec.port);
+		t->in6.sin6_port = htons(port);
+}
 
-	eng = ts_engine_get(why, sizeof why);
-	if (!eng)
-		goto fail;
-	c = conn_new(fd, rule);
-	if (!c) {
-		snprintf(why, sizeof why, "out of memory");
-		goto fail;
-	}
+/* The conn for fd as dec decided it, not installed yet; NULL: no memory. */
+static struct ts_conn *conn_for(int fd, const struct ts_decision *dec,
+                                const struct ts_dest *d, const char *dest)
+{
+	struct ts_conn *c = conn_new(fd, dec->rule);
+
+	if (!c)
+		return NULL;
 	snprintf(c->dest, sizeof c->dest, "%s", dest);
-	snprintf(c->name, sizeof c->name, "%s", dec.name);
-	c->send_sni = dec.send_sni;
-	c->tls_port = dec.port != d.port ? dec.port : 0;
+	snprintf(c->name, sizeof c->name, "%s", dec->name);
+	c->send_sni = dec->send_sni;
+	c->tls_port = dec->port != d->port ? dec->port : 0;
 	int fl = REAL(fcntl)(fd, F_GETFL);
 	c->nonblock = fl >= 0 && (fl & O_NONBLOCK);
 	c->blocking = !c->nonblock;
+	return c;
+}
+
+/* The connect is ours: the session is made and installed before the
+ * kernel connect starts; then a blocking socket handshakes here, a
+ * non-blocking one returns EINPROGRESS (conn_async.c). */
+static int upgrade(int fd, const struct sockaddr *sa, socklen_t len,
+                   const struct ts_dest *d, const char *dest,
+                   const struct ts_decision *dec, int *result)
+{
+	const struct ts_rule *rule = dec->rule;
+	union sockaddr_in46 target;
+	struct ts_conn *c = NULL;
+	char why[512] = "";
+
+	ts_debug("%s: rule %s, verifying %s (%s)", dest, rule->name, dec->name,
+	         dec->name_from == TS_NAME_SNI ? "sni from the rule" :
+	         dec->name_from == TS_NAME_LEARNED ? "name the program resolved" :
+	                                             "IP literal, no SNI sent");
+	warn_rule_once(rule);
+	retarget(&target, sa, len, dec->port);
+	if (!ts_engine_get(why, sizeof why))
+		goto fail;
+	if (!(c = conn_for(fd, dec, d, dest))) {
+		snprintf(why, sizeof why, "out of memory");
+		goto fail;
+	}
 	/* A stdio stream made on this fd before now would write around the
 	 * session: it fails from here on instead. */
 	ts_stdio_seal(fd, rule->name, c->dest);
-	/* The conn is in the table before the kernel connect starts. */
 	if (ts_conn_async_start(c, &target.sa, len, why, sizeof why) < 0)
 		goto fail;
 	if (c->nonblock) {
@@ -294,563 +321,82 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 	int rv = wait_verified(c, result);
 	ts_conn_put(c);
 	return rv;
-
 fail:
-	ts_error("%s %s (%s): %s%s", rule->name, dest, dec.name,
-	         why[0] ? why : "connection failed",
-	         ts_conn_port_note(c, port_note, sizeof port_note));
+	ts_conn_say_failed(rule->name, dest, dec->name, why, c);
 	if (c)
 		ts_conn_put(c);
-	errno = ECONNREFUSED;
-	*result = -1;
-	return 0;
+	return refused(result);
 }
 
-static void set_broken(struct ts_conn *c, int err)
+int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
+                    int *result)
 {
-	if (c->state != TS_CONN_BROKEN) {
-		c->state = TS_CONN_BROKEN;
-		c->broken_errno = err;
-		const char *r = c->tls ? eng->reason(c->tls) : NULL;
-		if (r && r[0])
-			ts_warn("%s %s (%s): %s", c->rule->name, c->dest,
-			        c->name, r);
-	}
-}
+	char dest[TS_DEST_STR_MAX], learned[TS_RESOLVE_NAME_MAX];
+	struct ts_decision dec;
+	struct ts_dest d;
 
-/* The errno of a failed engine call, after marking fatal ones. */
-static int engine_errno(struct ts_conn *c, ssize_t r)
-{
-	if (r == TS_TLS_WANT_WRITE || r == TS_TLS_WANT_READ)
-		return EAGAIN;
-	if (r == TS_TLS_INTR)
-		return EINTR;
-	int err = errno;
-	set_broken(c, err);
-	return err;
-}
-
-/* The bytes iov describes; *err is EINVAL or EFAULT where the kernel
- * would refuse the vector (a NULL buffer is the only bad address we can
- * see without touching it). */
-static size_t iov_total(const struct iovec *iov, int n, int *err)
-{
-	size_t t = 0;
-	*err = n < 0 || n > IOV_MAX ? EINVAL : n > 0 && !iov ? EFAULT : 0;
-	for (int i = 0; i < n && !*err; i++) {
-		if (iov[i].iov_len > SSIZE_MAX - t)
-			*err = EINVAL;
-		else if (!iov[i].iov_base && iov[i].iov_len)
-			*err = EFAULT;
-		else
-			t += iov[i].iov_len;
+	if (!sa || ts_dest_from_sockaddr(sa, len, &d) < 0)
+		return 1;
+	ts_state_init();
+	if (ts_state.failed)
+		return is_inet_stream(fd) ? refused_by_failed_policy(result) : 1;
+	if (!ts_state.policy)
+		return 1;
+	ts_dest_format(&d, dest, sizeof dest);
+	decide(&d, learned, sizeof learned, &dec);
+	if (dec.verdict == TS_VERDICT_PASS) {
+		ts_debug("%s: %s; not upgraded", dest,
+		         dec.rule ? "rule with tls = no" : "no rule matches");
+		return 1;
 	}
-	return t;
-}
-
-/* A write that fails with EPIPE raises SIGPIPE unless asked not to; a
- * connection already known broken answers without touching the kernel,
- * so raise it here as the kernel would. */
-static void maybe_sigpipe(int err, int flags)
-{
-	if (err == EPIPE && !(flags & MSG_NOSIGNAL))
-		pthread_kill(pthread_self(), SIGPIPE);
-}
-
-ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
-                      int iovcnt, int flags)
-{
-	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
-	int tflags = (nb ? MSG_DONTWAIT : 0) |
-	             (flags & (MSG_NOSIGNAL | MSG_MORE));
-	int err = 0, i = 0, bad;
-	size_t total = iov_total(iov, iovcnt, &bad), done = 0, off = 0;
-
-	if (bad) {
-		errno = bad;
-		return -1;
+	if (!is_inet_stream(fd))
+		return 1;
+	if (dec.verdict == TS_VERDICT_REFUSE) {
+		ts_error("%s %s: refused: %s",
+		         dec.rule ? dec.rule->name : "unmatched", dest, dec.why);
+		return refused(result);
 	}
-	if (flags & MSG_OOB) {
-		/* Urgent data has no meaning inside a TLS stream. */
-		errno = EOPNOTSUPP;
-		return -1;
-	}
-	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
-		return -1;
-	pthread_mutex_lock(&c->send_lock);
-	if (!ts_fd_holds(fd, &c->ent)) {
-		pthread_mutex_unlock(&c->send_lock);
-		return TS_CONN_RETRY;
-	}
-	if (c->state == TS_CONN_READY &&
-	    !ts_conn_owned(c, TS_DIR_WRITE, true)) {
-		/* Another process sends on this session since fork. */
-		err = EPIPE;
-		maybe_sigpipe(err, flags);
-		goto out;
-	}
-	if (c->state != TS_CONN_READY || c->wr_shut) {
-		/* After SHUT_WR the kernel answers EPIPE (and SIGPIPE). */
-		err = c->wr_shut && c->state == TS_CONN_READY ? EPIPE
-		                                              : c->broken_errno;
-		maybe_sigpipe(err, flags);
-		goto out;
-	}
-	if (total)
-		ts_nagle_before_send(&c->nagle, fd, total);
-	/* Like a kernel stream socket: a blocking send takes everything
-	 * unless interrupted; a non-blocking one takes what fits. */
-	while (done < total) {
-		while (off == iov[i].iov_len) {
-			i++;
-			off = 0;
-		}
-		const char *p = (const char *)iov[i].iov_base + off;
-		size_t n = iov[i].iov_len - off;
-		/* Small pieces are gathered so that one record carries them
-		 * (writev of a header and a body); large ones go direct. */
-		if (n < TS_CONN_STAGE && n < total - done) {
-			if (!c->stage)
-				c->stage = malloc(TS_CONN_STAGE);
-			if (c->stage) {
-				size_t got = 0, o = off;
-				for (int j = i; j < iovcnt && got < TS_CONN_STAGE;
-				     j++, o = 0) {
-					size_t k = iov[j].iov_len - o;
-					if (k > TS_CONN_STAGE - got)
-						k = TS_CONN_STAGE - got;
-					memcpy(c->stage + got,
-					       (const char *)iov[j].iov_base + o,
-					       k);
-					got += k;
-				}
-				p = (const char *)c->stage;
-				n = got;
-			}
-		}
-		ssize_t r = eng->send(c->tls, fd, p, n, tflags);
-		if (r <= 0) {
-			err = r == 0 ? 0 : engine_errno(c, r);
-			break;
-		}
-		done += (size_t)r;
-		/* Advance the iovec position by r bytes. */
-		for (size_t left = (size_t)r; left;) {
-			size_t k = iov[i].iov_len - off;
-			if (k > left)
-				k = left;
-			off += k;
-			left -= k;
-			if (off == iov[i].iov_len && left) {
-				i++;
-				off = 0;
-			}
-		}
-	}
-	c->bytes_out += done;
-out:
-	pthread_mutex_unlock(&c->send_lock);
-	if (done > 0)
-		return (ssize_t)done;
-	if (err) {
-		errno = err;
-		return -1;
-	}
-	return 0;
-}
-
-ssize_t ts_conn_send(struct ts_conn *c, int fd, const void *buf, size_t len,
-                     int flags)
-{
-	struct iovec v = {(void *)buf, len};
-	return ts_conn_sendv(c, fd, &v, 1, flags);
-}
-
-/* An end of stream without close_notify reads as EOF (programs cannot
- * tell), but the log says so: it may be a truncation. */
-static void note_eof(struct ts_conn *c)
-{
-	const char *why = eng->reason(c->tls);
-	if (why && why[0])
-		ts_info("%s %s (%s): %s", c->rule->name, c->dest, c->name,
-		        why);
-}
-
-/* Decrypt into the peek buffer until it holds want bytes; only the first
- * read may wait. Returns 0 or a negative ts_tls_rc / 0-length EOF (1). */
-static int peek_fill(struct ts_conn *c, int fd, size_t want, bool nb)
-{
-	if (want > TS_CONN_PEEK_MAX)
-		want = TS_CONN_PEEK_MAX;
-	if (c->peek_cap < want) {
-		unsigned char *b = realloc(c->peek, want);
-		if (!b) {
-			errno = ENOMEM;
-			return TS_TLS_ERR;
-		}
-		c->peek = b;
-		c->peek_cap = want;
-	}
-	while (c->peek_len < want && !c->eof) {
-		if (c->peek_len && !eng->pending(c->tls))
-			break;
-		ssize_t r = eng->recv(c->tls, fd, c->peek + c->peek_len,
-		                      want - c->peek_len,
-		                      nb || c->peek_len ? MSG_DONTWAIT : 0);
-		if (r == 0) {
-			c->eof = true;
-			note_eof(c);
-		} else if (r > 0) {
-			c->peek_len += (size_t)r;
-		} else if (c->peek_len) {
-			/* Keep the bytes; a fatal error is reported once
-			 * they are read (the kernel reports ECONNRESET only
-			 * once: losing it here would read as a clean EOF). */
-			if (r == TS_TLS_ERR)
-				(void)engine_errno(c, r);
-			break;
-		} else {
-			return (int)r;
-		}
-	}
-	return 0;
-}
-
-/* Copy from the peek buffer into iov at byte offset done; consume unless
- * peeking. */
-static size_t peek_take(struct ts_conn *c, const struct iovec *iov,
-                        int iovcnt, size_t done, bool consume)
-{
-	size_t taken = 0, pos = 0;
-	for (int i = 0; i < iovcnt && taken < c->peek_len; i++) {
-		size_t len = iov[i].iov_len, o = 0;
-		if (pos + len <= done) {
-			pos += len;
-			continue;
-		}
-		if (done > pos)
-			o = done - pos;
-		size_t k = len - o;
-		if (k > c->peek_len - taken)
-			k = c->peek_len - taken;
-		memcpy((char *)iov[i].iov_base + o, c->peek + taken, k);
-		taken += k;
-		pos += len;
-		done += k;
-	}
-	if (consume) {
-		memmove(c->peek, c->peek + taken, c->peek_len - taken);
-		c->peek_len -= taken;
-	}
-	return taken;
-}
-
-/* The iovec segment at byte offset done: base and room. */
-static char *iov_at(const struct iovec *iov, int iovcnt, size_t done,
-                    size_t *room)
-{
-	for (int i = 0; i < iovcnt; i++) {
-		if (done < iov[i].iov_len) {
-			*room = iov[i].iov_len - done;
-			return (char *)iov[i].iov_base + done;
-		}
-		done -= iov[i].iov_len;
-	}
-	*room = 0;
-	return NULL;
-}
-
-ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
-                      int iovcnt, int flags)
-{
-	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
-	bool waitall = (flags & MSG_WAITALL) && !(flags & MSG_PEEK);
-	int err = 0, bad;
-	size_t total = iov_total(iov, iovcnt, &bad), done = 0;
-	char scratch[4096];
-
-	if (bad && !((flags & MSG_TRUNC) && bad == EFAULT)) {
-		errno = bad;
-		return -1;
-	}
-	if (flags & MSG_OOB) {
-		/* No urgent data ever arrives inside a TLS stream. */
-		errno = EINVAL;
-		return -1;
-	}
-	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
-		return -1;
-	pthread_mutex_lock(&c->recv_lock);
-	if (!ts_fd_holds(fd, &c->ent)) {
-		pthread_mutex_unlock(&c->recv_lock);
-		return TS_CONN_RETRY;
-	}
-	c->recv_gen++;
-	if (c->state == TS_CONN_READY && !ts_conn_owned(c, TS_DIR_READ, true)) {
-		/* Another process reads this session since fork. */
-		err = ECONNRESET;
-		goto out;
-	}
-	if (c->state != TS_CONN_READY && !c->peek_len) {
-		err = c->broken_errno;
-		goto out;
-	}
-	if (atomic_load(&c->rd_shut))
-		goto out;
-	if (total == 0) {
-		/* A zero-length read answers whether anything is there: 0 if
-		 * so, else EAGAIN when it may not wait (the kernel's own
-		 * answer, for bytes not yet decrypted). */
-		if (nb && !c->eof && !c->peek_len && c->tls &&
-		    !eng->pending(c->tls) &&
-		    REAL(recv)(fd, scratch, 0, MSG_DONTWAIT) < 0)
-			err = errno;
-		goto out;
-	}
-	if (flags & MSG_PEEK) {
-		int r = peek_fill(c, fd, total, nb);
-		if (r < 0 && !c->peek_len) {
-			err = engine_errno(c, r);
-			goto out;
-		}
-		done = peek_take(c, iov, iovcnt, 0, false);
-		goto out;
-	}
-	if (c->peek_len && (flags & MSG_TRUNC)) {
-		done = c->peek_len < total ? c->peek_len : total;
-		memmove(c->peek, c->peek + done, c->peek_len - done);
-		c->peek_len -= done;
-	} else if (c->peek_len) {
-		done = peek_take(c, iov, iovcnt, 0, true);
-	}
-	while (done < total && !c->eof && c->state != TS_CONN_BROKEN) {
-		/* After the first bytes, a read takes all that has arrived
-		 * without waiting for more, as the kernel does: programs
-		 * (libuv) take a short read with POLLHUP as the end of the
-		 * stream. MSG_WAITALL waits. */
-		bool wait = !nb && (done == 0 || waitall);
-		size_t room;
-		char *dst = iov_at(iov, iovcnt, done, &room);
-		if (flags & MSG_TRUNC) {
-			/* TCP's MSG_TRUNC discards the bytes it counts. */
-			dst = scratch;
-			if (room > sizeof scratch)
-				room = sizeof scratch;
-		}
-		ssize_t r = eng->recv(c->tls, fd, dst, room,
-		                      wait ? 0 : MSG_DONTWAIT);
-		if (r > 0) {
-			done += (size_t)r;
-			continue;
-		}
-		if (r == 0) {
-			c->eof = true;
-			note_eof(c);
-			break;
-		}
-		if (done == 0)
-			err = engine_errno(c, r);
-		else if (r == TS_TLS_ERR)
-			(void)engine_errno(c, r);
-		break;
-	}
-	c->bytes_in += done;
-out:
-	pthread_mutex_unlock(&c->recv_lock);
-	if (done > 0 || !err)
-		return (ssize_t)done;
-	errno = err;
-	return -1;
-}
-
-ssize_t ts_conn_recv(struct ts_conn *c, int fd, void *buf, size_t len,
-                     int flags)
-{
-	struct iovec v = {buf, len};
-	return ts_conn_recvv(c, fd, &v, 1, flags);
-}
-
-int ts_conn_pending(struct ts_conn *c, int fd, size_t *n)
-{
-	pthread_mutex_lock(&c->recv_lock);
-	if (!ts_fd_holds(fd, &c->ent)) {
-		pthread_mutex_unlock(&c->recv_lock);
-		return TS_CONN_RETRY;
-	}
-	/* Decrypt what already arrived, without waiting, so the count is of
-	 * bytes the program can read now. */
-	bool mine = c->state == TS_CONN_READY &&
-	            ts_conn_owned(c, TS_DIR_READ, false);
-	if (mine)
-		(void)peek_fill(c, fd, c->peek_len + TS_CONN_STAGE, true);
-	*n = c->peek_len + (mine ? eng->pending(c->tls) : 0);
-	pthread_mutex_unlock(&c->recv_lock);
-	return 0;
-}
-
-short ts_conn_ready(struct ts_conn *c, short events)
-{
-	short r = 0;
-
-	if (c->state == TS_CONN_HANDSHAKING)
+	if (ts_fd_peek(fd) && reconnect(fd, sa, len, result) == 0)
 		return 0;
-	if ((events & POLLIN) &&
-	    (c->eof || c->state == TS_CONN_BROKEN || c->peek_len ||
-	     (c->tls && eng->pending(c->tls))))
-		r |= POLLIN;
-	if ((events & POLLRDHUP) && c->eof)
-		r |= POLLRDHUP;
-	return r;
+	/* A number reused without passing through our close. */
+	ts_conn_purge(fd);
+	return upgrade(fd, sa, len, &d, dest, &dec, result);
 }
 
-bool ts_conn_data_arrived(struct ts_conn *c, int fd)
-{
-	if (c->state != TS_CONN_READY || !c->tls || c->eof || c->peek_len ||
-	    eng->pending(c->tls))
-		return true;
-	/* The kernel's bytes may be only a TLS 1.3 ticket or another
-	 * post-handshake message: a program told "readable" would get EAGAIN,
-	 * or block in read() on a blocking socket. Decrypt what arrived —
-	 * only where this process owns the reads: a question must not take
-	 * them from the process that does. */
-	if (pthread_mutex_trylock(&c->recv_lock) != 0)
-		return true;
-	bool data = true;
-	if (ts_fd_holds(fd, &c->ent) && ts_conn_owned(c, TS_DIR_READ, false)) {
-		int r = peek_fill(c, fd, TS_CONN_STAGE, true);
-		if (r == TS_TLS_ERR)
-			(void)engine_errno(c, r);
-		data = c->peek_len || c->eof || c->state != TS_CONN_READY;
-	}
-	pthread_mutex_unlock(&c->recv_lock);
-	return data;
-}
-
-short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev)
-{
-	if ((krev & POLLIN) && !ts_conn_data_arrived(c, fd))
-		krev &= ~POLLIN;
-	short r = krev | ts_conn_ready(c, events);
-
-	if (c->state == TS_CONN_BROKEN && c->broken_errno != EBADF)
-		r |= POLLERR;
-	/* Writable means our queued record is out: flush it now if the
-	 * kernel has room, else the program would write into a queue. */
-	if ((r & POLLOUT) && c->tls && eng->send_queued(c->tls)) {
-		if (pthread_mutex_trylock(&c->send_lock) == 0) {
-			if (ts_fd_holds(fd, &c->ent) &&
-			    ts_conn_owned(c, TS_DIR_WRITE, false))
-				(void)eng->flush(c->tls, fd,
-				                 MSG_DONTWAIT | MSG_NOSIGNAL);
-			pthread_mutex_unlock(&c->send_lock);
-		}
-		if (eng->send_queued(c->tls))
-			r &= ~POLLOUT;
-	}
-	return r;
-}
-
-/* Queued records and close_notify go out before the FIN, as the kernel
- * sends buffered data before it: wait for room, bounded by the handshake
- * timeout so a peer that stopped reading cannot hang close(). Called with
- * send_lock held, by the owner of the writes; kfd names the socket. */
-void ts_conn_close_notify(struct ts_conn *c, int kfd)
-{
-	long long deadline = ts_now_ms() +
-	                     ts_state.policy->handshake_timeout_ms;
-	for (;;) {
-		int r = eng->close_notify(c->tls, kfd);
-		if (r == TS_TLS_OK)
-			return;
-		if (r == TS_TLS_WANT_WRITE && !wait_fd(kfd, POLLOUT, deadline)) {
-			ts_warn("%s %s (%s): peer not reading; closing with "
-			        "data unsent",
-			        c->rule->name, c->dest, c->name);
-			return;
-		}
-		if (r == TS_TLS_ERR)
-			return;
-	}
-}
-
-/* After close_notify: until our last bytes are out (bounded), take the
- * peer's own records (TLS 1.3 tickets, KeyUpdate) as they come: one that
- * arrives after the close, or lies unread at it, makes the kernel reset
- * the connection and drop those bytes (docs/design.md, "Closing"). Called
- * with recv_lock held. */
-static void await_sent(struct ts_conn *c, int fd, bool closing)
-{
-	int ms = (int)ts_state.policy->handshake_timeout_ms;
-
-	if (eng->close_linger(c->tls, fd, closing, ms) != TS_TLS_OK)
-		ts_warn("%s %s (%s): our last bytes still unsent after %d ms",
-		        c->rule->name, c->dest, c->name, ms);
-}
-
-/* The last close of a session here, with send_lock held; kfd names the
- * socket. What this process owns it ends: the reads are drained (a
- * thread inside a read takes the peer's records itself: then nothing is
- * drained here), close_notify goes out on the writes, and our last bytes
- * are waited for while the peer's records are taken. */
-static void close_session(struct ts_conn *c, int kfd)
-{
-	int ms = (int)ts_state.policy->handshake_timeout_ms;
-	bool writes = ts_conn_owned(c, TS_DIR_WRITE, false);
-	bool drain = pthread_mutex_trylock(&c->recv_lock) == 0;
-
-	if (drain && !ts_conn_owned(c, TS_DIR_READ, false)) {
-		pthread_mutex_unlock(&c->recv_lock);
-		drain = false;
-	}
-	/* A reset (asked for, or data left unread): no close_notify. */
-	if (!drain || !eng->close_drain(c->tls, kfd, c->peek_len > 0, ms)) {
-		if (writes && !c->wr_shut)
-			ts_conn_close_notify(c, kfd);
-		if (drain && writes)
-			await_sent(c, kfd, true);
-	}
-	if (drain)
-		pthread_mutex_unlock(&c->recv_lock);
-}
-
-int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
-{
-	/* The peer learns of our half-close from close_notify first, then
-	 * from the FIN. */
-	if (how == SHUT_WR || how == SHUT_RDWR) {
-		pthread_mutex_lock(&c->send_lock);
-		if (!ts_fd_holds(fd, &c->ent)) {
-			pthread_mutex_unlock(&c->send_lock);
-			return TS_CONN_RETRY;
-		}
-		if (c->state == TS_CONN_READY && !c->wr_shut &&
-		    ts_conn_owned(c, TS_DIR_WRITE, true)) {
-			ts_conn_close_notify(c, fd);
-			/* A program may exit without close() (socat does). */
-			if (pthread_mutex_trylock(&c->recv_lock) == 0) {
-				if (ts_conn_owned(c, TS_DIR_READ, false))
-					await_sent(c, fd, false);
-				pthread_mutex_unlock(&c->recv_lock);
-			}
-		}
-		pthread_mutex_unlock(&c->send_lock);
-	}
-	int rv = REAL(shutdown)(fd, how);
-	if (rv < 0)
-		return rv;
-	if (how == SHUT_RD || how == SHUT_RDWR)
-		atomic_store(&c->rd_shut, true);
-	if (how == SHUT_WR || how == SHUT_RDWR) {
-		pthread_mutex_lock(&c->send_lock);
-		c->wr_shut = true;
-		pthread_mutex_unlock(&c->send_lock);
-	}
-	return 0;
-}
+/* What other layers ask of a connection -------------------------------- */
 
 void ts_conn_set_nonblock(struct ts_conn *c, bool on)
 {
 	c->nonblock = on;
+}
+
+int ts_conn_tcp_getsockopt(struct ts_conn *c, int fd, int opt, void *val,
+                           socklen_t *len)
+{
+	return ts_nagle_getsockopt(&c->nagle, fd, opt, val, len);
+}
+
+int ts_conn_tcp_setsockopt(struct ts_conn *c, int fd, int opt,
+                           const void *val, socklen_t len)
+{
+	return ts_nagle_setsockopt(&c->nagle, fd, opt, val, len);
+}
+
+void ts_conn_set_io_fd(struct ts_conn *c, int fd)
+{
+	if (c->tls)
+		ts_conn_eng()->set_io_fd(c->tls, fd);
+}
+
+void ts_conn_child_reset(struct ts_conn *c)
+{
+	const struct ts_engine *eng = ts_conn_eng();
+
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_mutex_init(&c->recv_lock, NULL);
+	ts_nagle_child_reset(&c->nagle);
+	if (c->tls && eng)
+		eng->child_reset(c->tls);
 }
 
 void ts_conn_alias(int newfd, struct ts_conn *c)
@@ -866,26 +412,6 @@ void ts_conn_alias(int newfd, struct ts_conn *c)
 	}
 }
 
-bool ts_conn_drop_fd(struct ts_conn *c, int kfd)
-{
-	if (atomic_fetch_sub(&c->nfds, 1) != 1)
-		return false; /* another fd still names the session */
-	/* close_notify goes out now, while kfd still names this socket; a
-	 * thread still inside a call drops the last reference later. */
-	pthread_mutex_lock(&c->send_lock);
-	if (c->state == TS_CONN_READY && kfd >= 0)
-		close_session(c, kfd);
-	if (c->state == TS_CONN_READY)
-		ts_info("%s %s (%s): closed, %llu bytes out, %llu bytes in",
-		        c->rule->name, c->dest, c->name,
-		        (unsigned long long)c->bytes_out,
-		        (unsigned long long)c->bytes_in);
-	c->state = TS_CONN_BROKEN;
-	c->broken_errno = EBADF;
-	pthread_mutex_unlock(&c->send_lock);
-	return true;
-}
-
 void ts_conn_purge(int fd)
 {
 	struct ts_fdent *e = ts_fd_remove(fd);
@@ -895,52 +421,4 @@ void ts_conn_purge(int fd)
 	ts_debug("fd %d reused: forgetting %s %s", fd, c->rule->name, c->dest);
 	(void)ts_conn_drop_fd(c, -1);
 	ts_fdent_put(e);
-}
-
-/* At exit the kernel closes what the program left open, as close() would
- * but without our hook: take the peer's records queued by then, as the
- * last close does (close_notify stays unsent: stdio flushes its streams
- * after this, and fdopen() streams on our fds write through the session).
- * Threads may still run: an fd busy in another call is left as it is. */
-static void exit_one(int fd, struct ts_fdent *e, void *ctx)
-{
-	struct ts_conn *c = ts_conn_get(fd);
-
-	(void)e;
-	(void)ctx;
-	if (!c)
-		return;
-	if (pthread_mutex_trylock(&c->send_lock) == 0) {
-		bool writes = ts_conn_owned(c, TS_DIR_WRITE, false);
-		if (c->state == TS_CONN_READY &&
-		    pthread_mutex_trylock(&c->recv_lock) == 0) {
-			int ms = (int)ts_state.policy->handshake_timeout_ms;
-			bool reads = ts_conn_owned(c, TS_DIR_READ, false);
-			/* After shutdown(SHUT_WR) it also waits for our last
-			 * bytes, as the close would. */
-			if (reads &&
-			    !eng->close_drain(c->tls, fd, c->peek_len > 0, ms) &&
-			    writes)
-				await_sent(c, fd, true);
-			/* The summary a close would have logged, once per
-			 * session, by a process that used it. */
-			if ((reads || writes) && !c->summarized) {
-				c->summarized = true;
-				ts_info("%s %s (%s): open at exit, %llu bytes "
-				        "out, %llu bytes in", c->rule->name,
-				        c->dest, c->name,
-				        (unsigned long long)c->bytes_out,
-				        (unsigned long long)c->bytes_in);
-			}
-			pthread_mutex_unlock(&c->recv_lock);
-		}
-		pthread_mutex_unlock(&c->send_lock);
-	}
-	ts_conn_put(c);
-}
-
-void ts_conn_exit(void)
-{
-	if (atomic_load_explicit(&ts_fd_live, memory_order_relaxed))
-		ts_fd_foreach(0, ~0u, exit_one, NULL);
 }

@@ -36,6 +36,7 @@
 #include "forkwatch.h"
 #include "nagle.h"
 #include "policy.h"
+#include "state.h"
 
 #define TS_CONN_STAGE 16384
 #define TS_CONN_PEEK_MAX 65536
@@ -110,14 +111,6 @@ struct ts_conn {
 	bool hot;
 };
 
-/* The process's policy state, set once by the constructor. */
-struct ts_state {
-	const struct ts_policy *policy; /* NULL: inert or failed */
-	bool failed;                    /* a named policy did not load */
-	char failed_reason[512];
-};
-extern struct ts_state ts_state;
-void ts_state_init(void);
 
 static inline struct ts_conn *ts_conn_get(int fd)
 {
@@ -219,6 +212,11 @@ void ts_conn_exec_prepare(struct ts_exec_save *s, const char *what,
                           bool mark_only);
 void ts_conn_exec_restore(struct ts_exec_save *s);
 
+/* A stream socket whose peer is gone (reads see EOF, writes EPIPE), close
+ * on exec; -1 when none can be made. What an upgraded fd becomes where it
+ * would leave the process (exec, SCM_RIGHTS). */
+int ts_conn_dead_socket(void);
+
 /* A new fd got this number while our state was stale (closed behind our
  * back): drop the state without any I/O on the new fd. */
 void ts_conn_purge(int fd);
@@ -259,6 +257,23 @@ struct ts_owner *ts_owner_new(void);
 /* The constructor: fork handlers (pthread_atfork and forkwatch). */
 void ts_conn_fork_init(void);
 
+/* What the other layers ask of a connection, each through a call here
+ * rather than by touching its fields. */
 void ts_conn_set_nonblock(struct ts_conn *c, bool on);
+/* The program's getsockopt/setsockopt(IPPROTO_TCP, opt) on fd: Nagle's
+ * options answer and take the program's own value (nagle.h). */
+int ts_conn_tcp_getsockopt(struct ts_conn *c, int fd, int opt, void *val,
+                           socklen_t *len);
+int ts_conn_tcp_setsockopt(struct ts_conn *c, int fd, int opt,
+                           const void *val, socklen_t len);
+/* The session's transport through fd (-1: back to the fd of each call):
+ * while exec's swap makes the program's number name another file. */
+void ts_conn_set_io_fd(struct ts_conn *c, int fd);
+/* In a new process: c's locks, and its session's, may be a vanished
+ * thread's. */
+void ts_conn_child_reset(struct ts_conn *c);
+/* epoll's view of c's data for a registration with the program's events
+ * (src/preload/conn_poll.c). */
+uint32_t ts_conn_epoll_data(struct ts_conn *c, uint32_t events, bool claim);
 
 #endif

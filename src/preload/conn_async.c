@@ -19,18 +19,15 @@
 #include <fcntl.h>
 
 #include "conn_async.h"
-#include "engine.h"
-#include "engine_load.h"
+#include "conn_priv.h"
 #include "epreg.h"
 #include "log.h"
 #include "rawguard.h"
 #include "real.h"
 
-#define SNAP_MAX 256 /* hot conns looked at per wait */
 #define REGS_MAX 16  /* epoll sets one fd is translated in */
 
 atomic_uint ts_async_hot;
-static const struct ts_engine *_Atomic eng; /* the same value at every store */
 static pthread_mutex_t hot_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ts_conn *hot_head;
 
@@ -84,18 +81,18 @@ static bool try_ref(struct ts_conn *c)
 	return false;
 }
 
-/* The hot conns, referenced, into buf (SNAP_MAX) or, when more are hot, a
- * heap array the caller frees (*arr != buf); the caller puts each. Every
- * hot conn must be seen: an internal event let through would tell the
- * program its fd is connected. */
-static size_t hot_snapshot(struct ts_conn **buf, struct ts_conn ***arr)
+/* The hot conns, referenced, into buf (TS_CONN_SNAP_MAX) or, when more
+ * are hot, a heap array the caller frees (*arr != buf); the caller puts
+ * each. Every hot conn must be seen: an internal event let through would
+ * tell the program its fd is connected. */
+size_t ts_conn_hot_snapshot(struct ts_conn **buf, struct ts_conn ***arr)
 {
-	size_t k = 0, max = SNAP_MAX;
+	size_t k = 0, max = TS_CONN_SNAP_MAX;
 	*arr = buf;
 	ts_fork_check();
 	pthread_mutex_lock(&hot_lock);
 	unsigned hot = atomic_load(&ts_async_hot);
-	if (hot > SNAP_MAX) {
+	if (hot > TS_CONN_SNAP_MAX) {
 		struct ts_conn **big = malloc(hot * sizeof *big);
 		if (big) {
 			*arr = big;
@@ -109,8 +106,7 @@ static size_t hot_snapshot(struct ts_conn **buf, struct ts_conn ***arr)
 	return k;
 }
 
-static void snapshot_put(struct ts_conn **buf, struct ts_conn **arr,
-                         size_t n)
+void ts_conn_hot_put(struct ts_conn **buf, struct ts_conn **arr, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		ts_conn_put(arr[i]);
@@ -118,7 +114,7 @@ static void snapshot_put(struct ts_conn **buf, struct ts_conn **arr,
 		free(arr);
 }
 
-static uint32_t hs_interest(const struct ts_conn *c)
+uint32_t ts_conn_hs_interest(const struct ts_conn *c)
 {
 	return c->hs_want == POLLOUT ? EPOLLOUT : EPOLLIN;
 }
@@ -127,7 +123,7 @@ static uint32_t hs_interest(const struct ts_conn *c)
  * for while it is pending, back at the program's own once it is over: the
  * kernel then re-evaluates readiness and queues the program's EPOLLOUT,
  * which is what wakes an edge-triggered or one-shot waiter. */
-static void sync_regs(struct ts_conn *c)
+void ts_conn_sync_regs(struct ts_conn *c)
 {
 	struct ts_epreg_ent regs[REGS_MAX];
 	int saved = errno;
@@ -137,23 +133,14 @@ static void sync_regs(struct ts_conn *c)
 		n = REGS_MAX;
 	for (size_t i = 0; i < n; i++) {
 		struct epoll_event ev = {.data.u64 = regs[i].data};
-		ev.events = c->state == TS_CONN_HANDSHAKING ? hs_interest(c)
-		                                            : regs[i].events;
+		ev.events = c->state == TS_CONN_HANDSHAKING
+		                    ? ts_conn_hs_interest(c)
+		                    : regs[i].events;
 		if (REAL(epoll_ctl)(regs[i].epfd, EPOLL_CTL_MOD, c->fd, &ev) <
 		        0 &&
 		    (errno == EBADF || errno == ENOENT))
 			ts_epreg_del(regs[i].epfd, regs[i].fd); /* stale */
 	}
-	errno = saved;
-}
-
-/* Leave the socket unconnected, as a refused connect does: nothing the
- * program writes afterwards can reach the server in plaintext. */
-static void disconnect(int fd)
-{
-	struct sockaddr sa = {.sa_family = AF_UNSPEC};
-	int saved = errno;
-	(void)REAL(connect)(fd, &sa, sizeof sa);
 	errno = saved;
 }
 
@@ -165,7 +152,7 @@ void ts_conn_async_child_reset(void)
 int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
                         socklen_t len, char *why, size_t whylen)
 {
-	eng = ts_engine_get(why, whylen);
+	const struct ts_engine *eng = ts_engine_get(why, whylen);
 	if (!eng)
 		return -1;
 	c->async = true;
@@ -196,7 +183,7 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 		return -1;
 	}
 	ts_debug("%s: rule %s: connect in progress", c->dest, c->rule->name);
-	sync_regs(c); /* registered with epoll before connect */
+	ts_conn_sync_regs(c); /* registered with epoll before connect */
 	/* A call of another thread that found the fd not ours a moment ago
 	 * must not send once the kernel connects it. */
 	ts_raw_quiesce(c->fd, 1000);
@@ -219,7 +206,7 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 		hot_remove(c);
 		if (ts_fd_remove_if(c->fd, &c->ent))
 			ts_fdent_put(&c->ent);
-		sync_regs(c);
+		ts_conn_sync_regs(c);
 		return -1;
 	}
 	return 0;
@@ -263,7 +250,7 @@ static int advance(struct ts_conn *c, char *why, size_t whylen)
 			}
 			c->phase = TS_ASYNC_TLS;
 		}
-		int r = eng->handshake(c->tls, why, whylen);
+		int r = ts_conn_eng()->handshake(c->tls, why, whylen);
 		if (r == TS_TLS_OK)
 			return 0;
 		if (r == TS_TLS_ERR)
@@ -329,21 +316,10 @@ int ts_conn_async_step(struct ts_conn *c)
 	if (rv == 0) {
 		c->state = TS_CONN_READY;
 		note_cloexec(c);
-		if (ts_log_level_cur >= TS_LOG_INFO) {
-			char desc[128];
-			eng->describe(c->tls, desc, sizeof desc);
-			char pn[32];
-			ts_info("%s: rule %s %s (%s): %s, verified%s",
-			        program_invocation_short_name, c->rule->name,
-			        c->dest, c->name, desc,
-			        ts_conn_port_note(c, pn, sizeof pn));
-		}
+		ts_conn_say_verified(c);
 	} else if (rv < 0) {
-		char pn[32];
-		ts_error("%s %s (%s): %s%s", c->rule->name, c->dest, c->name,
-		         why[0] ? why : "connection failed",
-		         ts_conn_port_note(c, pn, sizeof pn));
-		disconnect(c->fd);
+		ts_conn_say_failed(c->rule->name, c->dest, c->name, why, c);
+		ts_conn_disconnect(c->fd);
 		c->state = TS_CONN_BROKEN;
 		c->broken_errno = ECONNREFUSED;
 		c->so_error = ECONNREFUSED;
@@ -355,7 +331,7 @@ int ts_conn_async_step(struct ts_conn *c)
 	if (rv == 0)
 		hot_remove(c);
 	if (rv != 1 || c->hs_want != before)
-		sync_regs(c);
+		ts_conn_sync_regs(c);
 	return rv;
 }
 
@@ -373,16 +349,13 @@ int ts_conn_async_gate(struct ts_conn *c, int flags)
 		}
 		/* Made blocking since connect: a blocking call waits for the
 		 * connection, bounded by the handshake deadline. */
-		long long left = c->hs_deadline - ts_now_ms();
 		if (!c->hs_want) {
 			/* The connecting thread is about to issue it. */
 			struct timespec ms = {0, 1000000};
 			nanosleep(&ms, NULL);
 			continue;
 		}
-		struct pollfd p = {.fd = c->fd, .events = c->hs_want};
-		(void)REAL(poll)(&p, 1, left < 0 ? 0 : left > 60000 ? 60000
-		                                                 : (int)left);
+		(void)ts_conn_wait_fd(c->fd, c->hs_want, c->hs_deadline);
 	}
 	return 0; /* ready, or BROKEN: the data path says which errno */
 }
@@ -452,175 +425,4 @@ int ts_conn_async_so_error(struct ts_conn *c, int fd, void *val,
 	memcpy(val, &e, n);
 	*len = n;
 	return 0;
-}
-
-/* poll ---------------------------------------------------------------- */
-
-enum { K_PLAIN, K_HS, K_FAILED };
-
-void ts_conn_poll_prepare(struct pollfd *fds, nfds_t n,
-                          struct ts_poll_save *saved, long long *deadline,
-                          bool *now)
-{
-	*deadline = -1;
-	*now = false;
-	for (nfds_t i = 0; i < n; i++) {
-		saved[i].events = fds[i].events;
-		saved[i].kind = K_PLAIN;
-		struct ts_conn *c = fds[i].fd >= 0 ? ts_conn_get(fds[i].fd)
-		                                   : NULL;
-		if (!c)
-			continue;
-		if (c->async && c->state == TS_CONN_HANDSHAKING &&
-		    ts_conn_async_step(c) == 1) {
-			saved[i].kind = K_HS;
-			fds[i].events = c->hs_want;
-			if (*deadline < 0 || c->hs_deadline < *deadline)
-				*deadline = c->hs_deadline;
-		} else if (c->failed && c->so_error) {
-			saved[i].kind = K_FAILED;
-			*now = true;
-		} else if (ts_conn_ready(c, fds[i].events)) {
-			*now = true;
-		}
-		ts_conn_put(c);
-	}
-}
-
-int ts_conn_poll_finish(struct pollfd *fds, nfds_t n,
-                        const struct ts_poll_save *saved, int rc)
-{
-	int count = 0;
-	long long t = ts_now_ms();
-
-	for (nfds_t i = 0; i < n; i++) {
-		short ev = saved[i].events;
-		fds[i].events = ev;
-		if (rc < 0 || fds[i].fd < 0)
-			continue;
-		struct ts_conn *c = ts_conn_get(fds[i].fd);
-		if (saved[i].kind == K_HS && c) {
-			int r = 1;
-			if (fds[i].revents || t >= c->hs_deadline)
-				r = ts_conn_async_step(c);
-			short rev = fds[i].revents & POLLNVAL;
-			if (r == 0) /* and bytes that came with the handshake */
-				rev = ts_conn_revents(c, fds[i].fd, ev,
-				                      rev | (ev & (POLLOUT |
-				                                   POLLWRNORM)));
-			else if (r < 0)
-				rev |= POLLERR | POLLHUP |
-				       (ev & (POLLOUT | POLLWRNORM | POLLIN |
-				              POLLRDNORM));
-			fds[i].revents = rev;
-		} else if (saved[i].kind == K_FAILED) {
-			fds[i].revents |= POLLERR;
-		} else if (c && c->state != TS_CONN_HANDSHAKING) {
-			fds[i].revents = ts_conn_revents(c, fds[i].fd, ev,
-			                                 fds[i].revents);
-		}
-		if (c)
-			ts_conn_put(c);
-		if (fds[i].revents)
-			count++;
-	}
-	return rc < 0 ? rc : count;
-}
-
-/* epoll --------------------------------------------------------------- */
-
-int ts_conn_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
-{
-	if (op == EPOLL_CTL_DEL || !ev) {
-		int r = REAL(epoll_ctl)(epfd, op, fd, ev);
-		if (op == EPOLL_CTL_DEL)
-			ts_epreg_del(epfd, fd);
-		return r;
-	}
-	struct ts_conn *c = ts_conn_get(fd);
-	struct epoll_event kev = *ev;
-	bool hs = c && c->async && c->state == TS_CONN_HANDSHAKING;
-	if (hs)
-		kev.events = hs_interest(c);
-	int r = REAL(epoll_ctl)(epfd, op, fd, &kev);
-	if (r == 0) {
-		int saved = errno;
-		if (op == EPOLL_CTL_ADD)
-			ts_epreg_add(epfd, fd, ev->events, ev->data.u64);
-		else
-			ts_epreg_mod(epfd, fd, ev->events, ev->data.u64);
-		/* The handshake may have ended meanwhile in another thread. */
-		if (hs && c->state != TS_CONN_HANDSHAKING)
-			sync_regs(c);
-		errno = saved;
-	}
-	if (c)
-		ts_conn_put(c);
-	return r;
-}
-
-long long ts_conn_epoll_prepare(int epfd)
-{
-	struct ts_conn *buf[SNAP_MAX], **snap;
-	size_t n = hot_snapshot(buf, &snap);
-	long long dl = -1, t = ts_now_ms();
-	struct ts_epreg_ent e;
-
-	for (size_t i = 0; i < n; i++) {
-		struct ts_conn *c = snap[i];
-		if (c->state == TS_CONN_HANDSHAKING &&
-		    ts_epreg_get(epfd, c->fd, &e)) {
-			if (t >= c->hs_deadline)
-				(void)ts_conn_async_step(c);
-			if (c->state == TS_CONN_HANDSHAKING &&
-			    (dl < 0 || c->hs_deadline < dl))
-				dl = c->hs_deadline;
-		}
-	}
-	snapshot_put(buf, snap, n);
-	return dl;
-}
-
-int ts_conn_epoll_finish(int epfd, struct epoll_event *evs, int n)
-{
-	struct ts_conn *buf[SNAP_MAX], **snap;
-	size_t ns = hot_snapshot(buf, &snap), nm = 0;
-	struct ts_epreg_ent e;
-	int k = 0;
-
-	/* The hot conns registered in epfd go first in snap, with their
-	 * registration's data alongside. */
-	uint64_t sdata[SNAP_MAX], *data = sdata;
-	if (ns > SNAP_MAX && !(data = malloc(ns * sizeof *data))) {
-		snapshot_put(buf, snap, ns);
-		errno = ENOMEM;
-		return -1;
-	}
-	for (size_t i = 0; i < ns; i++)
-		if (ts_epreg_get(epfd, snap[i]->fd, &e)) {
-			struct ts_conn *c = snap[i];
-			snap[i] = snap[nm];
-			snap[nm] = c;
-			data[nm++] = e.data;
-		}
-	for (int i = 0; i < n; i++) {
-		struct ts_conn *c = NULL;
-		for (size_t j = 0; j < nm && !c; j++)
-			if (data[j] == evs[i].data.u64)
-				c = snap[j];
-		if (c && c->state == TS_CONN_HANDSHAKING) {
-			/* Our own interest fired: advance. On completion or
-			 * failure the program's registration is back and the
-			 * kernel queues its event for the next wait. */
-			(void)ts_conn_async_step(c);
-			continue;
-		}
-		if (c && c->failed && c->so_error)
-			evs[i].events |= EPOLLERR;
-		evs[k++] = evs[i];
-	}
-	if (data != sdata)
-		free(data);
-	snapshot_put(buf, snap, ns);
-	return k;
 }

@@ -72,7 +72,9 @@ int ts_conn_async_so_error(struct ts_conn *c, int fd, void *val,
 /* Unlink from the hot list (conn_destroy). */
 void ts_conn_async_unlist(struct ts_conn *c);
 
-/* poll translation, around the real wait. prepare rewrites the events of
+/* The translation for the wait hooks (src/preload/conn_poll.c).
+ *
+ * poll, around the real wait. prepare rewrites the events of
  * handshaking fds (saved in saved[i]) and returns the earliest deadline
  * (CLOCK_MONOTONIC ms, -1 none) in *deadline and whether something is
  * reportable without waiting in *now. finish restores events, advances the

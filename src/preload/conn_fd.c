@@ -16,8 +16,6 @@
 #include <unistd.h>
 
 #include "conn.h"
-#include "engine.h"
-#include "engine_load.h"
 #include "epreg.h"
 #include "forkwatch.h"
 #include "log.h"
@@ -219,17 +217,6 @@ void ts_conn_closefrom(int lowfd)
 
 /* exec ------------------------------------------------------------------ */
 
-/* A stream socket whose peer is gone: reads see EOF, writes EPIPE. */
-static int dead_socket(void)
-{
-	int sv[2];
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return -1;
-	REAL(close)(sv[1]);
-	return sv[0];
-}
-
 struct exec_ctx {
 	struct ts_exec_save *s;
 	const char *what;
@@ -264,7 +251,7 @@ static void swap_one(int fd, struct ts_fdent *e, void *ctx)
 		}
 		return;
 	}
-	if (x->dead < 0 && (x->dead = dead_socket()) < 0)
+	if (x->dead < 0 && (x->dead = ts_conn_dead_socket()) < 0)
 		x->dead = -2;
 	ts_error("%s %s (%s): fd %d has no FD_CLOEXEC: %s would get the "
 	         "TLS stream without its session; it gets a closed socket "
@@ -282,14 +269,9 @@ static void swap_one(int fd, struct ts_fdent *e, void *ctx)
 		 * memory, and the copy of the socket lives in the child's
 		 * fd table only. */
 		if (!s->vfork_child && c->tls) {
-			char err[64];
-			const struct ts_engine *eng =
-				ts_engine_get(err, sizeof err);
-			if (eng) {
-				ts_conn_ref(c);
-				s->fds[s->n].c = c;
-				eng->set_io_fd(c->tls, saved);
-			}
+			ts_conn_ref(c);
+			s->fds[s->n].c = c;
+			ts_conn_set_io_fd(c, saved);
 		}
 		s->n++;
 	}
@@ -318,8 +300,6 @@ void ts_conn_exec_prepare(struct ts_exec_save *s, const char *what,
 void ts_conn_exec_restore(struct ts_exec_save *s)
 {
 	int saved = errno;
-	char err[64];
-	const struct ts_engine *eng = NULL;
 
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->fds[i].saved < 0) {
@@ -332,9 +312,7 @@ void ts_conn_exec_restore(struct ts_exec_save *s)
 		(void)REAL(dup2)(s->fds[i].saved, s->fds[i].fd);
 		struct ts_conn *c = s->fds[i].c;
 		if (c) {
-			if (!eng)
-				eng = ts_engine_get(err, sizeof err);
-			eng->set_io_fd(c->tls, -1);
+			ts_conn_set_io_fd(c, -1);
 			ts_conn_put(c);
 		}
 		REAL(close)(s->fds[i].saved);

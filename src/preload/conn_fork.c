@@ -33,7 +33,7 @@
 
 #include "conn.h"
 #include "conn_async.h"
-#include "engine_load.h"
+#include "conn_priv.h"
 #include "epreg.h"
 #include "forkwatch.h"
 #include "log.h"
@@ -160,13 +160,8 @@ static void relock(int fd, struct ts_fdent *e, void *ctx)
 	struct ts_conn *c = (struct ts_conn *)e;
 	(void)fd;
 	(void)ctx;
-	pthread_mutex_init(&c->send_lock, NULL);
-	pthread_mutex_init(&c->recv_lock, NULL);
 	c->fork_locked[0] = c->fork_locked[1] = false;
-	ts_nagle_child_reset(&c->nagle);
-	const struct ts_engine *eng = ts_engine_loaded();
-	if (c->tls && eng)
-		eng->child_reset(c->tls);
+	ts_conn_child_reset(c);
 }
 
 /* A number another thread was closing or replacing when the process was
@@ -207,7 +202,7 @@ static void child(void)
 	ts_conn_async_child_reset();
 	ts_stdio_seal_child_reset();
 	ts_raw_child_reset();
-	const struct ts_engine *eng = ts_engine_loaded();
+	const struct ts_engine *eng = ts_conn_eng();
 	if (eng)
 		eng->process_reset();
 	ts_fd_foreach(0, ~0u, relock, NULL);

@@ -12,7 +12,7 @@
 #include "real.h"
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static const struct ts_engine *_Atomic engine;
+const struct ts_engine *_Atomic ts_engine_ptr;
 static char load_error[512];
 
 static void load(void)
@@ -37,18 +37,13 @@ static void load(void)
 	                   sizeof load_error) < 0)
 		return;
 	ts_debug("loaded TLS engine %s", h.path);
-	engine = h.ops;
-}
-
-const struct ts_engine *ts_engine_loaded(void)
-{
-	return engine;
+	ts_engine_ptr = h.ops;
 }
 
 const struct ts_engine *ts_engine_get(char *err, size_t errlen)
 {
 	pthread_once(&load_once, load);
-	if (!engine)
+	if (!ts_engine_ptr)
 		snprintf(err, errlen, "%s", load_error);
-	return engine;
+	return ts_engine_ptr;
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "engine_load.h"
 #include "log.h"
 #include "policy.h"
 #include "policy_find.h"
@@ -113,6 +114,17 @@ void ts_state_init(void)
 {
 	ts_fork_check();
 	pthread_once(&state_once, state_init);
+}
+
+void ts_state_keep_access(bool new_root)
+{
+	char err[256];
+	int saved = errno;
+
+	ts_state_init();
+	if (new_root && ts_state.policy && ts_state.policy->nrules)
+		(void)ts_engine_get(err, sizeof err); /* refused later if not */
+	errno = saved;
 }
 
 __attribute__((constructor)) static void ts_preload_init(void)

@@ -92,11 +92,7 @@ static const struct msghdr *handoff(const struct msghdr *m,
 	*copy = *m;
 	memcpy(ctl, m->msg_control, m->msg_controllen);
 	copy->msg_control = ctl;
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
-		REAL(close)(sv[1]);
-		*dead = sv[0];
-	}
+	*dead = ts_conn_dead_socket();
 	for (struct cmsghdr *h = CMSG_FIRSTHDR(copy); h;
 	     h = CMSG_NXTHDR(copy, h)) {
 		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)

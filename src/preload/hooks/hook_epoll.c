@@ -91,24 +91,13 @@ static void collect_ours(const struct ts_epreg_ent *e, void *ctx)
 		sc->ents[sc->n++] = *e;
 }
 
-/* The events to synthesize for e now (0: none). An edge-triggered
- * registration is woken once per read the program made, so a program that
- * reads until EAGAIN is not woken forever, nor left asleep with bytes. */
+/* The events to synthesize for e now (0: none; conn_poll.c says which). */
 static uint32_t data_events(const struct ts_epreg_ent *e, bool claim)
 {
 	struct ts_conn *c = ts_conn_get(e->fd);
-	uint32_t out = 0;
 	if (!c)
 		return 0;
-	short r = ts_conn_ready(c, (short)(POLLIN | POLLRDHUP));
-	if (r && (!(e->events & EPOLLET) || c->recv_gen != c->et_gen)) {
-		if ((r & POLLIN) && (e->events & EPOLLIN))
-			out |= EPOLLIN;
-		if ((r & POLLRDHUP) && (e->events & EPOLLRDHUP))
-			out |= EPOLLRDHUP;
-		if (out && claim && (e->events & EPOLLET))
-			c->et_gen = c->recv_gen;
-	}
+	uint32_t out = ts_conn_epoll_data(c, e->events, claim);
 	ts_conn_put(c);
 	return out;
 }

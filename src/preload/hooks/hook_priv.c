@@ -14,31 +14,19 @@
 #include <unistd.h>
 
 #include "conn.h"
-#include "engine_load.h"
 #include "hooks.h"
 #include "real.h"
 
 #define TS_PRIV_HOOK(ret, name, params, args)                              \
 	TS_EXPORT ret name params                                          \
 	{                                                                  \
-		ts_priv_prepare(false);                                    \
+		ts_state_keep_access(false);                               \
 		return REAL(name) args;                                    \
 	}
 
-void ts_priv_prepare(bool new_root)
-{
-	char err[256];
-	int saved = errno;
-
-	ts_state_init();
-	if (new_root && ts_state.policy && ts_state.policy->nrules)
-		(void)ts_engine_get(err, sizeof err); /* refused later if not */
-	errno = saved;
-}
-
 TS_EXPORT int chroot(const char *path)
 {
-	ts_priv_prepare(true);
+	ts_state_keep_access(true);
 	return REAL(chroot)(path);
 }
 

@@ -10,7 +10,6 @@
 #include "conn.h"
 #include "conn_async.h"
 #include "hooks.h"
-#include "nagle.h"
 #include "real.h"
 
 static bool nagle_opt(int level, int opt)
@@ -28,7 +27,7 @@ TS_HOOK(int, getsockopt,
 	if ((!so_error && !nagle_opt(level, opt)) || !(c = ts_conn_get(fd)))
 		return REAL(getsockopt)(fd, level, opt, val, len);
 	int r = so_error ? ts_conn_async_so_error(c, fd, val, len)
-	                 : ts_nagle_getsockopt(&c->nagle, fd, opt, val, len);
+	                 : ts_conn_tcp_getsockopt(c, fd, opt, val, len);
 	ts_conn_put(c);
 	return r;
 }
@@ -41,7 +40,7 @@ TS_HOOK(int, setsockopt,
 
 	if (!nagle_opt(level, opt) || !(c = ts_conn_get(fd)))
 		return REAL(setsockopt)(fd, level, opt, val, len);
-	int r = ts_nagle_setsockopt(&c->nagle, fd, opt, val, len);
+	int r = ts_conn_tcp_setsockopt(c, fd, opt, val, len);
 	ts_conn_put(c);
 	return r;
 }

@@ -143,7 +143,7 @@ TS_EXPORT long syscall(long n, ...)
 		              (unsigned)A(5));
 	case SYS_chroot:
 	case SYS_pivot_root:
-		ts_priv_prepare(true);
+		ts_state_keep_access(true);
 		break;
 	case SYS_unshare:
 	case SYS_setns:
@@ -157,7 +157,7 @@ TS_EXPORT long syscall(long n, ...)
 	case SYS_setfsuid:
 	case SYS_setfsgid:
 	case SYS_capset:
-		ts_priv_prepare(false);
+		ts_state_keep_access(false);
 		break;
 	default:
 		break;

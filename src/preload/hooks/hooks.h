@@ -124,8 +124,4 @@ struct addrinfo;
 int ts_real_getaddrinfo(const char *node, const char *service,
                         const struct addrinfo *hints, struct addrinfo **res);
 
-/* Before the process gives up access the policy may need (src/hook_priv.c):
- * load the policy; for a new root directory, the engine too. */
-void ts_priv_prepare(bool new_root);
-
 #endif
