@@ -352,10 +352,20 @@ static int shell_on_off(bool on, const char *policy, const char *level)
 	return 0;
 }
 
-int main(int argc, char **argv)
+enum mode { RUN = 0, OPT_CHECK = 256, OPT_EXPLAIN, OPT_PROBE, OPT_VERSION,
+             OPT_UNPROT };
+
+struct options {
+	const char *policy, *level;
+	bool allow_unprot;
+	enum mode mode;
+	int nargs;     /* what follows the options */
+	char **args;
+};
+
+/* -1 to go on, else the exit status (--help, --version, a bad option). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { OPT_CHECK = 256, OPT_EXPLAIN, OPT_PROBE, OPT_VERSION,
-	       OPT_UNPROT };
 	static const struct option opts[] = {
 		{"policy", required_argument, NULL, 'p'},
 		{"log", required_argument, NULL, 'l'},
@@ -368,13 +378,12 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, OPT_VERSION},
 		{0},
 	};
-	const char *policy = NULL, *level = NULL;
-	bool allow_unprot = false;
-	int o, mode = 0;
+	int c;
 
-	while ((o = getopt_long(argc, argv, "+p:l:vh", opts, NULL)) != -1) {
-		switch (o) {
-		case 'p': policy = optarg; break;
+	*o = (struct options){0};
+	while ((c = getopt_long(argc, argv, "+p:l:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o->policy = optarg; break;
 		case 'l':
 			if (ts_log_level_parse(optarg) < 0) {
 				ts_launcher_say(stderr, "tlsshim: bad log level '%s': "
@@ -382,13 +391,13 @@ int main(int argc, char **argv)
 				        optarg);
 				return 2;
 			}
-			level = optarg;
+			o->level = optarg;
 			break;
-		case 'v': level = "info"; break;
+		case 'v': o->level = "info"; break;
 		case OPT_CHECK: case OPT_EXPLAIN: case OPT_PROBE:
-			mode = o;
+			o->mode = c;
 			break;
-		case OPT_UNPROT: allow_unprot = true; break;
+		case OPT_UNPROT: o->allow_unprot = true; break;
 		case 'h': usage(stdout); return 0;
 		case OPT_VERSION:
 			printf("tlsshim %s\n", TS_VERSION);
@@ -396,58 +405,39 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	int nargs = argc - optind;
-	char **args = argv + optind;
+	o->nargs = argc - optind;
+	o->args = argv + optind;
+	return -1;
+}
+
+/* --explain and --probe POLICY HOST:PORT, with the engine from beside the
+ * preload. */
+static int explain_or_probe(enum mode mode, int nargs, char **args)
+{
 	char lib[PATH_MAX];
 
-	switch (mode) {
-	case OPT_CHECK:
-		if (nargs < 1) {
-			fprintf(stderr, "tlsshim: --check needs a policy\n");
-			return 2;
-		}
-		return check_deep(nargs, args);
-	case OPT_EXPLAIN:
-		if (nargs != 2) {
-			fprintf(stderr, "usage: tlsshim --explain POLICY "
-			        "HOST:PORT\n");
-			return 2;
-		}
-		if (find_library(lib, sizeof lib) < 0) {
-			ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
-			return 2;
-		}
-		return ts_launcher_explain(args[0], args[1], lib);
-	case OPT_PROBE:
-		if (nargs != 2) {
-			fprintf(stderr, "usage: tlsshim --probe POLICY "
-			        "HOST:PORT\n");
-			return 2;
-		}
-		if (find_library(lib, sizeof lib) < 0) {
-			ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
-			return 2;
-		}
-		return ts_launcher_probe(args[0], args[1], lib);
-	}
-	if (nargs < 1) {
-		usage(stderr);
+	if (nargs != 2) {
+		fprintf(stderr, "usage: tlsshim %s POLICY HOST:PORT\n",
+		        mode == OPT_PROBE ? "--probe" : "--explain");
 		return 2;
 	}
-	if (nargs == 1 && (!strcmp(args[0], "on") || !strcmp(args[0], "off")))
-		return shell_on_off(args[0][1] == 'n', policy, level);
-
-	char abs[PATH_MAX];
-	if (find_policy(policy, args[0], abs) < 0)
-		return 2;
-
 	if (find_library(lib, sizeof lib) < 0) {
-		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+		ts_launcher_say(stderr, "tlsshim: cannot find %s", LIBNAME);
 		return 2;
 	}
-	bool unprot = false;
+	return mode == OPT_PROBE ? ts_launcher_probe(args[0], args[1], lib)
+	                         : ts_launcher_explain(args[0], args[1], lib);
+}
+
+/* What the preload cannot reach is refused (launcher_target.c); a
+ * setuid/setgid/setcap command only with --allow-unprotected. 0 to go
+ * on, else the exit status. */
+static int check_target(char **args, const char *lib, bool allow_unprot)
+{
 	char why[2 * PATH_MAX + 256];
+	bool unprot = false;
 	int t = ts_launcher_check_target(args, lib, &unprot, why, sizeof why);
+
 	if (t == -2) {
 		ts_launcher_say(stderr, "tlsshim: %s", why);
 		return 127;
@@ -456,28 +446,89 @@ int main(int argc, char **argv)
 		ts_launcher_say(stderr, "tlsshim: refusing to run: %s", why);
 		return 126;
 	}
-	if (unprot) {
-		if (!allow_unprot) {
-			ts_launcher_say(stderr,
-			        "tlsshim: refusing to run: %s is setuid, setgid "
-			        "or has file capabilities: the loader ignores "
-			        "LD_PRELOAD for it, so its connections would "
-			        "stay plaintext (--allow-unprotected runs it "
-			        "anyway, without TLS)", args[0]);
-			return 126;
-		}
-		ts_launcher_say(stderr, "tlsshim: warning: %s runs unprotected "
-		        "(setuid/setgid/setcap): NO TLS", args[0]);
+	if (!unprot)
+		return 0;
+	if (!allow_unprot) {
+		ts_launcher_say(stderr,
+		        "tlsshim: refusing to run: %s is setuid, setgid "
+		        "or has file capabilities: the loader ignores "
+		        "LD_PRELOAD for it, so its connections would "
+		        "stay plaintext (--allow-unprotected runs it "
+		        "anyway, without TLS)", args[0]);
+		return 126;
 	}
+	ts_launcher_say(stderr, "tlsshim: warning: %s runs unprotected "
+	        "(setuid/setgid/setcap): NO TLS", args[0]);
+	return 0;
+}
+
+/* The command's environment: the preload (after sanitizer runtimes), the
+ * policy's absolute path, the log level. */
+static int set_environment(const char *lib, const char *policy,
+                           const char *level)
+{
 	char *preload = build_preload(lib);
-	if (!preload || setenv("LD_PRELOAD", preload, 1) < 0 ||
-	    setenv("TLSSHIM_POLICY", abs, 1) < 0 ||
-	    (level && setenv("TLSSHIM_LOG", level, 1) < 0)) {
+	int rv = -1;
+
+	if (preload && setenv("LD_PRELOAD", preload, 1) == 0 &&
+	    setenv("TLSSHIM_POLICY", policy, 1) == 0 &&
+	    (!level || setenv("TLSSHIM_LOG", level, 1) == 0))
+		rv = 0;
+	free(preload);
+	return rv;
+}
+
+/* tlsshim [-p POLICY] [-l LEVEL] [--] CMD [ARG...]: the policy checked,
+ * the command checked, then exec'd under the preload. */
+static int run_command(const struct options *o)
+{
+	char abs[PATH_MAX], lib[PATH_MAX];
+	int rc;
+
+	if (find_policy(o->policy, o->args[0], abs) < 0)
+		return 2;
+	if (find_library(lib, sizeof lib) < 0) {
+		fprintf(stderr, "tlsshim: cannot find %s\n", LIBNAME);
+		return 2;
+	}
+	if ((rc = check_target(o->args, lib, o->allow_unprot)) != 0)
+		return rc;
+	if (set_environment(lib, abs, o->level) < 0) {
 		fprintf(stderr, "tlsshim: out of memory\n");
 		return 2;
 	}
-	free(preload);
-	execvp(args[0], args);
-	ts_launcher_say(stderr, "tlsshim: %s: %s", args[0], strerror(errno));
+	execvp(o->args[0], o->args);
+	ts_launcher_say(stderr, "tlsshim: %s: %s", o->args[0],
+	                strerror(errno));
 	return errno == ENOENT ? 127 : 126;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	int rc = parse_options(argc, argv, &o);
+
+	if (rc >= 0)
+		return rc;
+	switch (o.mode) {
+	case OPT_CHECK:
+		if (o.nargs < 1) {
+			fprintf(stderr, "tlsshim: --check needs a policy\n");
+			return 2;
+		}
+		return check_deep(o.nargs, o.args);
+	case OPT_EXPLAIN:
+	case OPT_PROBE:
+		return explain_or_probe(o.mode, o.nargs, o.args);
+	default:
+		break;
+	}
+	if (o.nargs < 1) {
+		usage(stderr);
+		return 2;
+	}
+	if (o.nargs == 1 &&
+	    (!strcmp(o.args[0], "on") || !strcmp(o.args[0], "off")))
+		return shell_on_off(o.args[0][1] == 'n', o.policy, o.level);
+	return run_command(&o);
 }

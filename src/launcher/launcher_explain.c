@@ -353,57 +353,93 @@ static void print_line(void *ctx, const char *line)
 	say("  %s", line);
 }
 
-/* Connects to ip:port, handshakes as rule r would, verifying name (sent
- * as SNI when sni). 0 verified, 1 not. */
-static int probe_one(const struct ts_engine_handle *eng, const struct ts_policy *p,
-                     const struct ts_rule *r, const struct addrinfo *ai,
-                     uint16_t port, const char *name, bool sni)
+/* A TCP connection to ai's address at port, bounded by deadline: the fd,
+ * or -1 with the reason in why. */
+static int connect_to(const struct addrinfo *ai, uint16_t port,
+                      long long deadline, char *why, size_t len)
 {
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
 	} sa;
-	struct ts_dest d;
-	char why[512] = "", dest[TS_DEST_STR_MAX];
-	long long deadline = ts_now_ms() + p->handshake_timeout_ms;
-	struct ts_tls *t = NULL;
-	int fd = -1, rv = 1;
+	int soerr = 0, fd;
+	socklen_t sl = sizeof soerr;
 
 	memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
 	if (ai->ai_family == AF_INET)
 		sa.in.sin_port = htons(port);
 	else
 		sa.in6.sin6_port = htons(port);
-	if (ts_dest_from_sockaddr(&sa.sa, ai->ai_addrlen, &d) == 0)
-		ts_dest_format(&d, dest, sizeof dest);
-	else
-		snprintf(dest, sizeof dest, "?");
-	say("  connecting to %s, verifying %s%s", dest, name,
-	    sni ? " (sent as SNI)" : " (no SNI)");
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	            0);
 	if (fd < 0) {
-		snprintf(why, sizeof why, "socket: %s", strerror(errno));
+		snprintf(why, len, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, &sa.sa, ai->ai_addrlen) == 0)
+		return fd;
+	if (errno != EINPROGRESS)
+		snprintf(why, len, "%s", strerror(errno));
+	else if (!wait_fd(fd, POLLOUT, deadline))
+		snprintf(why, len, "connect timed out");
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+	         soerr)
+		snprintf(why, len, "%s", strerror(soerr));
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+
+/* The handshake of t on fd, bounded by deadline: 0 verified, else 1 with
+ * the reason in why. */
+static int handshake(const struct ts_engine_handle *eng, struct ts_tls *t,
+                     int fd, const struct ts_policy *p, long long deadline,
+                     char *why, size_t len)
+{
+	for (;;) {
+		int h = eng->ops->handshake(t, why, len);
+		if (h == TS_TLS_OK)
+			return 0;
+		if (h == TS_TLS_ERR)
+			return 1;
+		if (h == TS_TLS_INTR)
+			continue;
+		if (!wait_fd(fd, h == TS_TLS_WANT_WRITE ? POLLOUT : POLLIN,
+		             deadline)) {
+			snprintf(why, len, "TLS handshake timed out after %u ms",
+			         p->handshake_timeout_ms);
+			return 1;
+		}
+	}
+}
+
+/* Connects to ai's address at port, handshakes as rule r would, verifying
+ * name (sent as SNI when sni), and prints what was negotiated and the
+ * peer chain, verified or not. 0 verified, 1 not. */
+static int probe_one(const struct ts_engine_handle *eng,
+                     const struct ts_policy *p, const struct ts_rule *r,
+                     const struct addrinfo *ai, uint16_t port,
+                     const char *name, bool sni)
+{
+	char why[512] = "", dest[TS_DEST_STR_MAX];
+	long long deadline = ts_now_ms() + p->handshake_timeout_ms;
+	struct ts_tls *t = NULL;
+	struct ts_dest d;
+	int fd, rv = 1;
+
+	if (ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &d) == 0) {
+		d.port = port;
+		ts_dest_format(&d, dest, sizeof dest);
+	} else {
+		snprintf(dest, sizeof dest, "?");
+	}
+	say("  connecting to %s, verifying %s%s", dest, name,
+	    sni ? " (sent as SNI)" : " (no SNI)");
+	fd = connect_to(ai, port, deadline, why, sizeof why);
+	if (fd < 0)
 		goto out;
-	}
-	if (connect(fd, &sa.sa, ai->ai_addrlen) < 0) {
-		if (errno != EINPROGRESS) {
-			snprintf(why, sizeof why, "%s", strerror(errno));
-			goto out;
-		}
-		if (!wait_fd(fd, POLLOUT, deadline)) {
-			snprintf(why, sizeof why, "connect timed out");
-			goto out;
-		}
-		int soerr = 0;
-		socklen_t sl = sizeof soerr;
-		getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-		if (soerr) {
-			snprintf(why, sizeof why, "%s", strerror(soerr));
-			goto out;
-		}
-	}
 	struct ts_tls_params tp = {
 		.fd = fd, .rule = r, .sni = sni ? name : NULL,
 		.verify_name = name,
@@ -411,24 +447,7 @@ static int probe_one(const struct ts_engine_handle *eng, const struct ts_policy 
 	t = eng->ops->create(&tp, why, sizeof why);
 	if (!t)
 		goto out;
-	for (;;) {
-		int h = eng->ops->handshake(t, why, sizeof why);
-		if (h == TS_TLS_OK) {
-			rv = 0;
-			break;
-		}
-		if (h == TS_TLS_ERR)
-			break;
-		if (h == TS_TLS_INTR)
-			continue;
-		if (!wait_fd(fd, h == TS_TLS_WANT_WRITE ? POLLOUT : POLLIN,
-		              deadline)) {
-			snprintf(why, sizeof why,
-			         "TLS handshake timed out after %u ms",
-			         p->handshake_timeout_ms);
-			break;
-		}
-	}
+	rv = handshake(eng, t, fd, p, deadline, why, sizeof why);
 	eng->probe(t, print_line, NULL);
 out:
 	if (rv == 0)
