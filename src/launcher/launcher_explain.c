@@ -275,58 +275,98 @@ static void explain_decision(const struct ts_decision *d, uint16_t port,
 	}
 }
 
+/* What --explain and --probe both start from: the policy, the
+ * destination, the engine, the destination's addresses. */
+struct query {
+	struct ts_policy *p;
+	struct target t;
+	struct ts_engine_handle eng;
+	struct addrinfo *res;
+};
+
+/* 0, or -1 with everything said. */
+static int query_begin(struct query *q, const char *policy, const char *target,
+                       const char *preload_lib)
+{
+	*q = (struct query){.p = load(policy)};
+	if (!q->p || parse_or_complain(target, &q->t) < 0 ||
+	    ts_launcher_engine(preload_lib, &q->eng) < 0 ||
+	    resolve(&q->t, &q->res) < 0)
+		return -1;
+	return 0;
+}
+
+static void query_end(struct query *q)
+{
+	if (q->res)
+		freeaddrinfo(q->res);
+	ts_policy_free(q->p);
+}
+
+/* ai as the destination d, said as "ip:port (name)" (after an empty line
+ * when blank); false when it is no address the preload would see. */
+static bool destination(const struct query *q, const struct addrinfo *ai,
+                        struct ts_dest *d, bool blank)
+{
+	char dest[TS_DEST_STR_MAX];
+	const struct target *t = &q->t;
+
+	if (ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, d) < 0)
+		return false;
+	ts_dest_format(d, dest, sizeof dest);
+	if (blank)
+		say("%s", "");
+	say("%s%s%s%s", dest, t->is_name ? " (" : "", t->is_name ? t->host : "",
+	    t->is_name ? ")" : "");
+	return true;
+}
+
+/* One address: the decision without the name and, for a name, with it
+ * (what a program that resolves it through libc gets). */
+static void explain_address(const struct query *q, struct ts_dest *d)
+{
+	const struct target *t = &q->t;
+	struct ts_decision learned, plain;
+
+	ts_policy_decide(q->p, d, &plain);
+	ind = "  ";
+	if (!t->is_name) {
+		explain_decision(&plain, t->port, &q->eng);
+		return;
+	}
+	ind = "    ";
+	d->host = t->host;
+	ts_policy_decide(q->p, d, &learned);
+	if (same_decision(&learned, &plain)) {
+		say("  whether or not the program resolves %s through libc:",
+		    t->host);
+		explain_decision(&learned, t->port, &q->eng);
+		return;
+	}
+	say("  a program that resolves %s through libc (tlsshim learns the "
+	    "name):", t->host);
+	explain_decision(&learned, t->port, &q->eng);
+	say("  a program that does not (it was given the address, or "
+	    "resolves the name itself, as curl does for localhost):");
+	explain_decision(&plain, t->port, &q->eng);
+}
+
 int ts_launcher_explain(const char *policy, const char *target,
                         const char *preload_lib)
 {
-	struct ts_policy *p = load(policy);
-	struct addrinfo *res = NULL;
-	struct ts_engine_handle eng;
-	struct target t;
+	struct query q;
 	int rv = 2;
 
-	if (!p)
-		return 2;
-	if (parse_or_complain(target, &t) < 0 ||
-	    ts_launcher_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
-		goto out;
-	say("policy %s", p->path);
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		char dest[TS_DEST_STR_MAX];
-		struct ts_dest d;
-		struct ts_decision learned, plain;
-		if (ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &d) < 0)
-			continue;
-		ts_dest_format(&d, dest, sizeof dest);
-		say("%s", "");
-		say("%s%s%s%s", dest, t.is_name ? " (" : "",
-		    t.is_name ? t.host : "", t.is_name ? ")" : "");
-		ts_policy_decide(p, &d, &plain);
-		ind = "  ";
-		if (!t.is_name) {
-			explain_decision(&plain, t.port, &eng);
-			continue;
+	if (query_begin(&q, policy, target, preload_lib) == 0) {
+		say("policy %s", q.p->path);
+		for (struct addrinfo *ai = q.res; ai; ai = ai->ai_next) {
+			struct ts_dest d;
+			if (destination(&q, ai, &d, true))
+				explain_address(&q, &d);
 		}
-		ind = "    ";
-		d.host = t.host;
-		ts_policy_decide(p, &d, &learned);
-		if (same_decision(&learned, &plain)) {
-			say("  whether or not the program resolves %s through "
-			    "libc:", t.host);
-			explain_decision(&learned, t.port, &eng);
-			continue;
-		}
-		say("  a program that resolves %s through libc (tlsshim "
-		    "learns the name):", t.host);
-		explain_decision(&learned, t.port, &eng);
-		say("  a program that does not (it was given the address, or "
-		    "resolves the name itself, as curl does for localhost):");
-		explain_decision(&plain, t.port, &eng);
+		rv = 0;
 	}
-	rv = 0;
-out:
-	if (res)
-		freeaddrinfo(res);
-	ts_policy_free(p);
+	query_end(&q);
 	return rv;
 }
 
@@ -462,61 +502,54 @@ out:
 	return rv;
 }
 
+/* One address, as the program would reach it: 0 verified, 1 not. */
+static int probe_address(const struct query *q, const struct addrinfo *ai,
+                         struct ts_dest *d)
+{
+	const struct target *t = &q->t;
+	struct ts_rule none = {.name = "(no rule)"};
+	struct ts_decision dec;
+	char ip[TS_DEST_IP_MAX];
+
+	/* As the program's own lookup of the name would be used: the name
+	 * is what the preload learns for the address. */
+	if (t->is_name)
+		d->host = t->host;
+	ts_policy_decide(q->p, d, &dec);
+	if (dec.verdict == TS_VERDICT_REFUSE) {
+		say("  verdict: REFUSED by the policy: %s", dec.why);
+		return 1;
+	}
+	if (dec.verdict == TS_VERDICT_UPGRADE) {
+		say("  rule: [%s]", dec.rule->name);
+		return probe_one(&q->eng, q->p, dec.rule, ai, dec.port,
+		                 dec.name, dec.send_sni);
+	}
+	say("  %s: the program's connection would not be upgraded; probing "
+	    "with the system trust store",
+	    dec.rule ? "rule with tls = no" : "no rule matches");
+	ts_dest_ip(d, ip, sizeof ip);
+	return probe_one(&q->eng, q->p, &none, ai, t->port,
+	                 t->is_name ? t->host : ip, t->is_name);
+}
+
 int ts_launcher_probe(const char *policy, const char *target,
                       const char *preload_lib)
 {
-	struct ts_policy *p = load(policy);
-	struct addrinfo *res = NULL;
-	struct ts_engine_handle eng;
-	struct target t;
+	struct query q;
 	int rv = 2;
 
-	if (!p)
-		return 2;
-	if (parse_or_complain(target, &t) < 0 ||
-	    ts_launcher_engine(preload_lib, &eng) < 0 || resolve(&t, &res) < 0)
-		goto out;
-	rv = 0;
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		char dest[TS_DEST_STR_MAX];
-		struct ts_dest d;
-		struct ts_decision dec;
-		struct ts_rule none = {.name = "(no rule)"};
-		if (ts_dest_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &d) < 0)
-			continue;
-		ts_dest_format(&d, dest, sizeof dest);
-		say("%s%s%s%s", dest, t.is_name ? " (" : "",
-		    t.is_name ? t.host : "", t.is_name ? ")" : "");
-		/* As the program's own lookup of the name would be used: the
-		 * name is what the preload learns for the address. */
-		if (t.is_name)
-			d.host = t.host;
-		ts_policy_decide(p, &d, &dec);
-		if (dec.verdict == TS_VERDICT_REFUSE) {
-			say("  verdict: REFUSED by the policy: %s", dec.why);
-			rv = 1;
-			continue;
-		}
-		if (dec.verdict == TS_VERDICT_UPGRADE) {
-			say("  rule: [%s]", dec.rule->name);
-			if (probe_one(&eng, p, dec.rule, ai, dec.port, dec.name,
-			              dec.send_sni))
+	if (query_begin(&q, policy, target, preload_lib) == 0) {
+		rv = 0;
+		for (struct addrinfo *ai = q.res; ai; ai = ai->ai_next) {
+			struct ts_dest d;
+			if (!destination(&q, ai, &d, false))
+				continue;
+			if (probe_address(&q, ai, &d))
 				rv = 1;
-		} else {
-			char ip[TS_DEST_IP_MAX];
-			say("  %s: the program's connection would not be "
-			    "upgraded; probing with the system trust store",
-			    dec.rule ? "rule with tls = no" : "no rule matches");
-			ts_dest_ip(&d, ip, sizeof ip);
-			if (probe_one(&eng, p, &none, ai, t.port,
-			              t.is_name ? t.host : ip, t.is_name))
-				rv = 1;
+			fflush(stdout);
 		}
-		fflush(stdout);
 	}
-out:
-	if (res)
-		freeaddrinfo(res);
-	ts_policy_free(p);
+	query_end(&q);
 	return rv;
 }

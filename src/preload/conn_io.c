@@ -57,6 +57,32 @@ static size_t iov_total(const struct iovec *iov, int n, int *err)
 	return t;
 }
 
+/* The start every data call shares, with lock (the direction's) taken
+ * on success: the errors the kernel gives before anything moves (a bad
+ * vector: bad; MSG_OOB: oob, as TCP answers it), the wait for a handshake
+ * in progress, and the check that fd still names c. 0, -1 with errno, or
+ * TS_CONN_RETRY (lock not held). */
+static int data_call_begin(struct ts_conn *c, int fd, int flags, int bad,
+                           int oob, pthread_mutex_t *lock)
+{
+	if (bad) {
+		errno = bad;
+		return -1;
+	}
+	if (flags & MSG_OOB) {
+		errno = oob;
+		return -1;
+	}
+	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
+		return -1;
+	pthread_mutex_lock(lock);
+	if (!ts_fd_holds(fd, &c->ent)) {
+		pthread_mutex_unlock(lock);
+		return TS_CONN_RETRY;
+	}
+	return 0;
+}
+
 /* What a data call returns: the bytes it moved, else its error, else 0. */
 static ssize_t moved(size_t done, int err)
 {
@@ -182,23 +208,11 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 	             (flags & (MSG_NOSIGNAL | MSG_MORE));
 	int err = 0, bad;
 	size_t total = iov_total(iov, iovcnt, &bad), done = 0;
+	/* Urgent data has no meaning inside a TLS stream. */
+	int rc = data_call_begin(c, fd, flags, bad, EOPNOTSUPP, &c->send_lock);
 
-	if (bad) {
-		errno = bad;
-		return -1;
-	}
-	if (flags & MSG_OOB) {
-		/* Urgent data has no meaning inside a TLS stream. */
-		errno = EOPNOTSUPP;
-		return -1;
-	}
-	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
-		return -1;
-	pthread_mutex_lock(&c->send_lock);
-	if (!ts_fd_holds(fd, &c->ent)) {
-		pthread_mutex_unlock(&c->send_lock);
-		return TS_CONN_RETRY;
-	}
+	if (rc != 0)
+		return rc;
 	if (may_send(c, flags, &err)) {
 		if (total)
 			ts_nagle_before_send(&c->nagle, fd, total);
@@ -418,22 +432,13 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 	int err = 0, bad;
 	size_t total = iov_total(iov, iovcnt, &bad), done = 0;
 
-	if (bad && !((flags & MSG_TRUNC) && bad == EFAULT)) {
-		errno = bad;
-		return -1;
-	}
-	if (flags & MSG_OOB) {
-		/* No urgent data ever arrives inside a TLS stream. */
-		errno = EINVAL;
-		return -1;
-	}
-	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
-		return -1;
-	pthread_mutex_lock(&c->recv_lock);
-	if (!ts_fd_holds(fd, &c->ent)) {
-		pthread_mutex_unlock(&c->recv_lock);
-		return TS_CONN_RETRY;
-	}
+	/* MSG_TRUNC reads into no buffer at all. */
+	if ((flags & MSG_TRUNC) && bad == EFAULT)
+		bad = 0;
+	/* No urgent data ever arrives inside a TLS stream. */
+	int rc = data_call_begin(c, fd, flags, bad, EINVAL, &c->recv_lock);
+	if (rc != 0)
+		return rc;
 	c->recv_gen++;
 	if (!may_recv(c, &err)) {
 		/* err says why, or 0: the end of the stream */

@@ -138,37 +138,23 @@ static ssize_t rwf_v(struct ts_conn *c, int fd, const struct iovec *iov,
 	           : ts_conn_recvv(c, fd, iov, n, flags);
 }
 
-TS_SEND_HOOK(ssize_t, pwritev2, (int fd, const struct iovec *iov, int n, off_t off, int rwf), (fd, iov, n, off, rwf))
-{
-	ssize_t r;
-	ts_conn_send_call(fd, r, rwf_v(c, fd, iov, n, off, rwf, true),
-	                  REAL(pwritev2)(fd, iov, n, off, rwf));
-	return r;
-}
+/* pwritev2, pwritev64v2 (they can send: TS_SEND_HOOK), preadv2 and
+ * preadv64v2: one shape, one offset type each. */
+#define RWF_HOOK(hook, call, name, off_type, out)                          \
+	hook(ssize_t, name,                                                \
+	     (int fd, const struct iovec *iov, int n, off_type off, int rwf), \
+	     (fd, iov, n, off, rwf))                                       \
+	{                                                                  \
+		ssize_t r;                                                 \
+		call(fd, r, rwf_v(c, fd, iov, n, (off_t)off, rwf, out),    \
+		     REAL(name)(fd, iov, n, off, rwf));                    \
+		return r;                                                  \
+	}
 
-TS_SEND_HOOK(ssize_t, pwritev64v2, (int fd, const struct iovec *iov, int n, off64_t off, int rwf), (fd, iov, n, off, rwf))
-{
-	ssize_t r;
-	ts_conn_send_call(fd, r, rwf_v(c, fd, iov, n, (off_t)off, rwf, true),
-	                  REAL(pwritev64v2)(fd, iov, n, off, rwf));
-	return r;
-}
-
-TS_HOOK(ssize_t, preadv2, (int fd, const struct iovec *iov, int n, off_t off, int rwf), (fd, iov, n, off, rwf))
-{
-	ssize_t r;
-	ts_conn_call(fd, r, rwf_v(c, fd, iov, n, off, rwf, false),
-	             REAL(preadv2)(fd, iov, n, off, rwf));
-	return r;
-}
-
-TS_HOOK(ssize_t, preadv64v2, (int fd, const struct iovec *iov, int n, off64_t off, int rwf), (fd, iov, n, off, rwf))
-{
-	ssize_t r;
-	ts_conn_call(fd, r, rwf_v(c, fd, iov, n, (off_t)off, rwf, false),
-	             REAL(preadv64v2)(fd, iov, n, off, rwf));
-	return r;
-}
+RWF_HOOK(TS_SEND_HOOK, ts_conn_send_call, pwritev2, off_t, true)
+RWF_HOOK(TS_SEND_HOOK, ts_conn_send_call, pwritev64v2, off64_t, true)
+RWF_HOOK(TS_HOOK, ts_conn_call, preadv2, off_t, false)
+RWF_HOOK(TS_HOOK, ts_conn_call, preadv64v2, off64_t, false)
 
 /* A connected stream socket answers an address as the kernel decides; ask
  * it with a zero-length call that carries no data. */
