@@ -6,7 +6,8 @@
  * handshake and what is judged after it, destroy), tls_io.c (its I/O),
  * tls_close.c (its end), tls_keylog.c, tls_probe.c (--probe), tls_cred.c
  * (a rule's credentials), tls_verify.c (what is verified after GnuTLS),
- * tls_cache.c (resumption), tls_nodelay.c (Nagle around the handshake). */
+ * tls_cache.c (resumption); Nagle around the handshake is in
+ * src/common/nodelay.c. */
 #ifndef TS_TLS_H
 #define TS_TLS_H
 
@@ -21,7 +22,7 @@
 #include "engine.h"
 #include "tls_cache.h"
 #include "tls_cred.h"
-#include "tls_nodelay.h"
+#include "nodelay.h"
 #include "tls_verify.h"
 
 #define TS_TLS_EXPORT __attribute__((visibility("default")))

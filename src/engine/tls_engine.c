@@ -52,8 +52,12 @@ TS_TLS_EXPORT const struct ts_engine *ts_engine_init(const struct ts_engine_io *
 	if (gnutls_global_init() < 0)
 		return NULL;
 	ts_cred_init();
+	static struct ts_sockopt_io sockopt;
+
 	ts_tls_io = *tio;
-	ts_nodelay_bind(&ts_tls_io);
+	sockopt.getsockopt = tio->getsockopt;
+	sockopt.setsockopt = tio->setsockopt;
+	ts_nodelay_bind(&sockopt);
 	return &ops;
 }
 

@@ -8,7 +8,7 @@
  *   (socket) --connect matched--> HANDSHAKING --verified--> READY
  *   HANDSHAKING --any failure--> (fd disconnected, entry removed, ECONNREFUSED)
  * A non-blocking connect returns EINPROGRESS and leaves the entry installed
- * in HANDSHAKING (src/conn_async.c): no program byte passes (EAGAIN) while
+ * in HANDSHAKING (conn_async.c): no program byte passes (EAGAIN) while
  * the handshake advances inside the program's own calls; a failure there
  * keeps the entry as BROKEN with failed set and SO_ERROR = ECONNREFUSED.
  *   READY --peer close_notify/EOF--> READY with eof set (reads return 0)
@@ -34,7 +34,7 @@
 
 #include "fdtab.h"
 #include "forkwatch.h"
-#include "nagle.h"
+#include "nodelay.h"
 #include "policy.h"
 #include "state.h"
 
@@ -80,7 +80,7 @@ struct ts_conn {
 	pthread_mutex_t recv_lock; /* one receiver at a time */
 	struct ts_nagle nagle;     /* TCP_NODELAY for large writes */
 	uint64_t bytes_out, bytes_in;
-	/* Ownership across fork (src/conn_fork.c), per direction, each
+	/* Ownership across fork (conn_fork.c), per direction, each
 	 * under that direction's lock. */
 	struct ts_owner *owner;
 	uint32_t epoch[2];        /* epoch of this copy's state */
@@ -97,7 +97,7 @@ struct ts_conn {
 	bool send_sni;  /* name is sent as SNI (not an IP literal) */
 	uint16_t tls_port; /* tls-port connected to instead, or 0 */
 	bool summarized;   /* its byte counts logged at exit */
-	/* Asynchronous connect (src/conn_async.c, include/conn_async.h).
+	/* Asynchronous connect (conn_async.c, conn_async.h).
 	 * A blocking connect runs the same state machine in the calling
 	 * thread (blocking set), so other threads see it as in progress. */
 	bool async;            /* handshake driven by ts_conn_async_step */
@@ -181,7 +181,7 @@ short ts_conn_revents(struct ts_conn *c, int fd, short events, short krev);
  * now consumed. */
 bool ts_conn_data_arrived(struct ts_conn *c, int fd);
 
-/* The fd lifecycle (src/conn_fd.c): each makes the kernel call itself,
+/* The fd lifecycle (conn_fd.c): each makes the kernel call itself,
  * with the table kept right around it, and returns its result. close
  * sends close_notify at the last close of a session. */
 int ts_conn_close(int fd);
@@ -193,7 +193,7 @@ void ts_conn_closefrom(int lowfd);
 /* newfd is a fresh duplicate of an fd of c (dup, F_DUPFD...). */
 void ts_conn_alias(int newfd, struct ts_conn *c);
 
-/* exec and spawn (src/conn_fd.c): an upgraded fd without FD_CLOEXEC would
+/* exec and spawn (conn_fd.c): an upgraded fd without FD_CLOEXEC would
  * reach the new program as a bare socket carrying the TLS stream, with no
  * session. For the length of the call each such fd is a closed socket
  * (or, mark_only, where no file action of the program's can copy it: it
@@ -246,7 +246,7 @@ void ts_conn_exit(void);
  * TS_CONN_RETRY. */
 int ts_conn_shutdown(struct ts_conn *c, int fd, int how);
 
-/* Ownership across fork (src/conn_fork.c), called with dir's lock held.
+/* Ownership across fork (conn_fork.c), called with dir's lock held.
  * claim: the caller is about to use the direction and may take it when
  * it was released at a fork and this copy is current (then owns it);
  * otherwise it is marked lost here, with one warning. !claim: a question
@@ -261,7 +261,7 @@ void ts_conn_fork_init(void);
  * rather than by touching its fields. */
 void ts_conn_set_nonblock(struct ts_conn *c, bool on);
 /* The program's getsockopt/setsockopt(IPPROTO_TCP, opt) on fd: Nagle's
- * options answer and take the program's own value (nagle.h). */
+ * options answer and take the program's own value (nodelay.h). */
 int ts_conn_tcp_getsockopt(struct ts_conn *c, int fd, int opt, void *val,
                            socklen_t *len);
 int ts_conn_tcp_setsockopt(struct ts_conn *c, int fd, int opt,

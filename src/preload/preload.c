@@ -12,7 +12,7 @@
  * chdir before its first connect, so they are taken at start, relative
  * paths made absolute). The first connect, name lookup, or a call that
  * gives up what reading the files may need (chroot, a change of user or
- * groups: src/hook_priv.c) loads it. */
+ * groups: src/preload/hooks/hook_priv.c) loads it. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -127,9 +127,28 @@ void ts_state_keep_access(bool new_root)
 	errno = saved;
 }
 
+/* Nagle's socket options (nodelay.h) go to libc's real functions. */
+static int real_getsockopt(int fd, int level, int opt, void *val,
+                           socklen_t *len)
+{
+	return REAL(getsockopt)(fd, level, opt, val, len);
+}
+
+static int real_setsockopt(int fd, int level, int opt, const void *val,
+                           socklen_t len)
+{
+	return REAL(setsockopt)(fd, level, opt, val, len);
+}
+
+static const struct ts_sockopt_io real_sockopt = {
+	.getsockopt = real_getsockopt,
+	.setsockopt = real_setsockopt,
+};
+
 __attribute__((constructor)) static void ts_preload_init(void)
 {
 	int saved = errno;
+	ts_nodelay_bind(&real_sockopt);
 	capture("TLSSHIM_POLICY", env_policy, sizeof env_policy, true);
 	capture("TLSSHIM_POLICY_DIR", env_dir, sizeof env_dir, true);
 	capture("TLSSHIM_LOG", env_log, sizeof env_log, false);

@@ -1,7 +1,7 @@
 /* getsockopt(2)/setsockopt(2) on our sockets: SO_ERROR of a socket whose
  * handshake runs asynchronously reports the handshake's outcome, not the
  * TCP connect's; TCP_NODELAY and TCP_CORK go through the large-write
- * Nagle logic (nagle.h), so the program sees and sets only its own. */
+ * Nagle logic (src/common/nodelay.h), so the program sees and sets only its own. */
 #define _GNU_SOURCE
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -1,12 +1,64 @@
-/* Nagle for large writes: see nagle.h. */
+/* Nagle around TLS: see nodelay.h. */
 #define _GNU_SOURCE
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include "nagle.h"
-#include "real.h"
+#include "nodelay.h"
+
+static const struct ts_sockopt_io *io;
+
+void ts_nodelay_bind(const struct ts_sockopt_io *sio)
+{
+	io = sio;
+}
+
+/* The value of an IPPROTO_TCP flag option on fd, -1 if it cannot be read. */
+static int get(int fd, int opt)
+{
+	int v = 0;
+	socklen_t l = sizeof v;
+	if (io->getsockopt(fd, IPPROTO_TCP, opt, &v, &l) < 0)
+		return -1;
+	return v != 0;
+}
+
+static int set_nodelay(int fd, int v)
+{
+	return io->setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+}
+
+/* Around the handshake ------------------------------------------------- */
+
+bool ts_nodelay_step(int fd)
+{
+	return get(fd, TCP_NODELAY) == 0 && set_nodelay(fd, 1) == 0;
+}
+
+enum ts_nodelay ts_nodelay_step_end(int fd, bool on, bool done)
+{
+	if (!on)
+		return TS_NODELAY_NONE;
+	(void)set_nodelay(fd, 0); /* off again, as the program has it */
+	return done ? TS_NODELAY_FIRST : TS_NODELAY_NONE;
+}
+
+void ts_nodelay_push(int fd)
+{
+	/* The program may have turned it on itself by now: leave it. */
+	if (get(fd, TCP_NODELAY) == 0 && set_nodelay(fd, 1) == 0)
+		(void)set_nodelay(fd, 0);
+}
+
+enum ts_nodelay ts_nodelay_sent(int fd, enum ts_nodelay st)
+{
+	if (st == TS_NODELAY_FIRST)
+		ts_nodelay_push(fd);
+	return TS_NODELAY_NONE;
+}
+
+/* For large writes ----------------------------------------------------- */
 
 enum {
 	HELD = 1u,  /* we turned TCP_NODELAY on; the program has it off */
@@ -28,20 +80,6 @@ void ts_nagle_destroy(struct ts_nagle *n)
 void ts_nagle_child_reset(struct ts_nagle *n)
 {
 	pthread_mutex_init(&n->lock, NULL);
-}
-
-static int get(int fd, int opt)
-{
-	int v = 0;
-	socklen_t l = sizeof v;
-	if (REAL(getsockopt)(fd, IPPROTO_TCP, opt, &v, &l) < 0)
-		return -1;
-	return v != 0;
-}
-
-static int set_nodelay(int fd, int v)
-{
-	return REAL(setsockopt)(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
 }
 
 void ts_nagle_before_send(struct ts_nagle *n, int fd, size_t total)
@@ -76,7 +114,7 @@ int ts_nagle_setsockopt(struct ts_nagle *n, int fd, int opt,
                         const void *val, socklen_t len)
 {
 	pthread_mutex_lock(&n->lock);
-	int r = REAL(setsockopt)(fd, IPPROTO_TCP, opt, val, len);
+	int r = io->setsockopt(fd, IPPROTO_TCP, opt, val, len);
 	if (r == 0 && (opt == TCP_NODELAY || opt == TCP_CORK)) {
 		unsigned b = atomic_load_explicit(&n->bits,
 		                                  memory_order_relaxed);
@@ -95,7 +133,7 @@ int ts_nagle_getsockopt(struct ts_nagle *n, int fd, int opt, void *val,
                         socklen_t *len)
 {
 	pthread_mutex_lock(&n->lock);
-	int r = REAL(getsockopt)(fd, IPPROTO_TCP, opt, val, len);
+	int r = io->getsockopt(fd, IPPROTO_TCP, opt, val, len);
 	if (r == 0 && opt == TCP_NODELAY && val && len &&
 	    (atomic_load_explicit(&n->bits, memory_order_relaxed) & HELD))
 		memset(val, 0, *len);
