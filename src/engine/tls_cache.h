@@ -1,4 +1,4 @@
-/* TLS session resumption cache of the engine (src/tls_cache.c).
+/* TLS session resumption cache of the engine (src/engine/tls_cache.c).
  *
  * One per process, bounded (LRU), shared by every thread. A cached session
  * is used at most once: taking it removes it. GnuTLS does not verify the

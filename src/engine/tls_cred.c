@@ -316,7 +316,7 @@ static bool file_id_eq(const struct ts_file_id *a, const struct ts_file_id *b)
 }
 
 /* The root directory when the engine was loaded: before any chroot or
- * pivot_root (the preload loads the engine first, src/hook_priv.c). Under
+ * pivot_root (the preload loads the engine first, src/preload/hooks/hook_priv.c). Under
  * another root the same path names another file, perhaps one the process
  * lets others write: the files are then never read again, and what was
  * read stays in use. */

@@ -1,4 +1,4 @@
-/* The launcher's parts (src/launcher*.c): a plain program, never preloaded
+/* The launcher's parts (src/launcher/): a plain program, never preloaded
  * into anything, so it may use stdio. */
 #ifndef TS_LAUNCHER_H
 #define TS_LAUNCHER_H
@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* src/launcher_target.c: resolve argv[0] like execvp, follow its #! chain
+/* src/launcher/launcher_target.c: resolve argv[0] like execvp, follow its #! chain
  * and env(1), and refuse what the preload (the library at preload) cannot
  * reach: another ELF class or machine, no or another program interpreter,
  * a Go program, env dropping LD_PRELOAD or TLSSHIM_POLICY. 0 when it can

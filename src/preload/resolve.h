@@ -3,7 +3,7 @@
  * process's forked children and its parent (lynx and links resolve in a
  * child and connect in the parent).
  *
- * The resolver hooks (src/hook_resolve.c) record every answer; the
+ * The resolver hooks (src/preload/hooks/hook_resolve.c) record every answer; the
  * connection layer looks the destination address up at connect to match
  * host-name rules and to choose the name it verifies. Names are stored
  * normalised: lower case, no trailing dot.

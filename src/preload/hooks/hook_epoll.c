@@ -1,4 +1,4 @@
-/* epoll: registrations are recorded (src/epreg.c) once a policy is loaded;
+/* epoll: registrations are recorded (src/preload/epreg.c) once a policy is loaded;
  * waits translate readiness only while an asynchronous handshake is
  * pending or a failure is unreported (see conn_async.h). */
 #define _GNU_SOURCE

@@ -1,6 +1,6 @@
 /* Calls after which the policy or its CA files may no longer be readable:
  * a new root directory, another user or set of groups. The policy is
- * loaded just before them (src/preload.c loads it lazily), so a daemon
+ * loaded just before them (src/preload/preload.c loads it lazily), so a daemon
  * that chroots or drops privileges before its first connect still has
  * it. A new root directory also hides the engine (libtlsshim-engine.so,
  * loaded on the first matched connect): chroot loads it first when the

@@ -66,6 +66,9 @@ static bool ts_io_uring_refused(void)
 #define A(i) ((long)a[i])
 #define P(i) ((void *)a[i])
 
+/* Longer than a door should be, on purpose: the switch is the routing
+ * table, one case per system call, read whole (and by
+ * tests/check-hooks.sh); split, it would hide which calls are routed. */
 TS_EXPORT long syscall(long n, ...)
 {
 	va_list ap;
