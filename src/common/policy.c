@@ -47,6 +47,7 @@ struct key {
 	int (*parse)(struct parser *ps, const struct key *k, void *obj,
 	             struct tok *v);
 	size_t offset; /* of the field, for parse functions that use one */
+	const char *words[2]; /* parse_word: the field is true for words[1] */
 };
 
 #define FIELD(obj, k, type) ((type *)((char *)(obj) + (k)->offset))
@@ -318,20 +319,16 @@ static char *resolve(struct parser *ps, const struct key *k,
 	return full;
 }
 
-/* Reads a PEM file named by a value. GnuTLS silently loads nothing from a
- * file without a BEGIN line, which would fail every handshake later with a
- * vague reason, so such a file is an error here. */
-static int load_pem(struct parser *ps, const struct key *k,
-                    const struct tok *v, const char *label, char **path,
+/* Reads the file a value names, which must hold mark (a PEM line). */
+static int read_pem(struct parser *ps, const struct key *k,
+                    const struct tok *v, const char *mark, char **path,
                     struct ts_blob *blob)
 {
-	char begin[64];
 	char *full = resolve(ps, k, v);
 	int e;
 
 	if (!full)
 		return -1;
-	snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
 	e = read_all(ps->io, full, MAX_PEM, blob);
 	if (e == EFBIG)
 		perr(ps, v->col, "cannot read %s: larger than %d MiB", full,
@@ -342,9 +339,9 @@ static int load_pem(struct parser *ps, const struct key *k,
 		perr(ps, v->col, "cannot read %s: %s", full, strerror(e));
 	else if (!blob->len)
 		perr(ps, v->col, "%s %s is empty", k->name, full);
-	else if (!memmem(blob->data, blob->len, begin, strlen(begin)))
+	else if (!memmem(blob->data, blob->len, mark, strlen(mark)))
 		perr(ps, v->col, "%s %s has no '%s' block", k->name, full,
-		     begin);
+		     mark);
 	else {
 		*path = full;
 		return 0;
@@ -353,6 +350,19 @@ static int load_pem(struct parser *ps, const struct key *k,
 	free(blob->data);
 	*blob = (struct ts_blob){0};
 	return -1;
+}
+
+/* Reads a PEM file named by a value. GnuTLS silently loads nothing from a
+ * file without a BEGIN line, which would fail every handshake later with a
+ * vague reason, so such a file is an error here. */
+static int load_pem(struct parser *ps, const struct key *k,
+                    const struct tok *v, const char *label, char **path,
+                    struct ts_blob *blob)
+{
+	char begin[64];
+
+	snprintf(begin, sizeof begin, "-----BEGIN %s-----", label);
+	return read_pem(ps, k, v, begin, path, blob);
 }
 
 /* Digits only, 1..65535. */
@@ -565,6 +575,24 @@ static int parse_match_entry(struct parser *ps, char *s, unsigned col,
 
 /* ---- key parse functions ---- */
 
+/* A value that is one of two words: *out 0 for the first, 1 for the
+ * second; else the error naming both. */
+static int one_of_two(struct parser *ps, const struct key *k,
+                      const struct tok *v, const char *w0, const char *w1,
+                      int *out)
+{
+	if (!strcmp(v->s, w0))
+		*out = 0;
+	else if (!strcmp(v->s, w1))
+		*out = 1;
+	else {
+		perr(ps, v->col, "bad %s '%.64s': expected %s or %s", k->name,
+		     v->s, w0, w1);
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_log_level(struct parser *ps, const struct key *k,
                            void *obj, struct tok *v)
 {
@@ -717,28 +745,7 @@ static int parse_client_file(struct parser *ps, const struct key *k,
 		return *path ? 0 : -1;
 	}
 	/* Keys come as PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY... */
-	char *full = resolve(ps, k, v);
-	int e;
-
-	if (!full)
-		return -1;
-	e = read_all(ps->io, full, MAX_PEM, blob);
-	if (e == ENOMEM)
-		oom(ps);
-	else if (e)
-		perr(ps, v->col, "cannot read %s: %s", full,
-		     e == EFBIG ? "too large" : strerror(e));
-	else if (!memmem(blob->data, blob->len, begin, strlen(begin)))
-		perr(ps, v->col, "%s %s has no '%s' block", k->name, full,
-		     begin);
-	else {
-		*path = full;
-		return 0;
-	}
-	free(full);
-	free(blob->data);
-	*blob = (struct ts_blob){0};
-	return -1;
+	return read_pem(ps, k, v, begin, path, blob);
 }
 
 static int parse_client_cert(struct parser *ps, const struct key *k,
@@ -765,21 +772,28 @@ static int parse_client_key(struct parser *ps, const struct key *k,
 	return 0;
 }
 
+/* A boolean field set by one of two words (unmatched, io-uring, tls):
+ * true for the second. */
+static int parse_word(struct parser *ps, const struct key *k, void *obj,
+                      struct tok *v)
+{
+	int i;
+
+	if (one_of_two(ps, k, v, k->words[0], k->words[1], &i) < 0)
+		return -1;
+	*FIELD(obj, k, bool) = i;
+	return 0;
+}
+
 /* min-version, max-version: 1.2 or 1.3, into an unsigned field (12, 13). */
 static int parse_version(struct parser *ps, const struct key *k, void *obj,
                          struct tok *v)
 {
-	unsigned *out = FIELD(obj, k, unsigned);
+	int i;
 
-	if (!strcmp(v->s, "1.2"))
-		*out = 12;
-	else if (!strcmp(v->s, "1.3"))
-		*out = 13;
-	else {
-		perr(ps, v->col, "bad %s '%.64s': expected 1.2 or 1.3",
-		     k->name, v->s);
+	if (one_of_two(ps, k, v, "1.2", "1.3", &i) < 0)
 		return -1;
-	}
+	*FIELD(obj, k, unsigned) = i ? 13 : 12;
 	return 0;
 }
 
@@ -812,15 +826,11 @@ static int parse_priority(struct parser *ps, const struct key *k, void *obj,
 static int parse_bool(struct parser *ps, const struct key *k, void *obj,
                       struct tok *v)
 {
-	if (!strcmp(v->s, "yes") || !strcmp(v->s, "true"))
-		*FIELD(obj, k, bool) = true;
-	else if (!strcmp(v->s, "no") || !strcmp(v->s, "false"))
-		*FIELD(obj, k, bool) = false;
-	else {
-		perr(ps, v->col, "bad %s '%.64s': expected yes or no",
-		     k->name, v->s);
+	int i = !strcmp(v->s, "true") ? 0 : !strcmp(v->s, "false") ? 1 : -1;
+
+	if (i < 0 && one_of_two(ps, k, v, "yes", "no", &i) < 0)
 		return -1;
-	}
+	*FIELD(obj, k, bool) = i == 0;
 	return 0;
 }
 
@@ -922,18 +932,12 @@ static int parse_match(struct parser *ps, const struct key *k, void *obj,
 static int parse_log_dest(struct parser *ps, const struct key *k, void *obj,
                           struct tok *v)
 {
-	enum ts_log_dest d;
+	int i;
 
-	if (!strcmp(v->s, "stderr"))
-		d = TS_LOG_TO_STDERR;
-	else if (!strcmp(v->s, "syslog"))
-		d = TS_LOG_TO_SYSLOG;
-	else {
-		perr(ps, v->col, "bad %s '%.64s': expected stderr or syslog",
-		     k->name, v->s);
+	if (one_of_two(ps, k, v, "stderr", "syslog", &i) < 0)
 		return -1;
-	}
-	*FIELD(obj, k, enum ts_log_dest) = d;
+	*FIELD(obj, k, enum ts_log_dest) = i ? TS_LOG_TO_SYSLOG
+	                                     : TS_LOG_TO_STDERR;
 	return 0;
 }
 
@@ -973,56 +977,6 @@ static int parse_log_file(struct parser *ps, const struct key *k, void *obj,
 	return 0;
 }
 
-/* unmatched = pass | refuse */
-static int parse_unmatched(struct parser *ps, const struct key *k,
-                           void *obj, struct tok *v)
-{
-	struct ts_policy *p = obj;
-
-	if (!strcmp(v->s, "pass") || !strcmp(v->s, "refuse")) {
-		p->unmatched_refuse = v->s[0] == 'r';
-		return 0;
-	}
-	perr(ps, v->col, "bad %s '%.64s': expected pass or refuse", k->name,
-	     v->s);
-	return -1;
-}
-
-/* io-uring = refuse | allow */
-static int parse_io_uring(struct parser *ps, const struct key *k,
-                          void *obj, struct tok *v)
-{
-	struct ts_policy *p = obj;
-
-	if (!strcmp(v->s, "refuse") || !strcmp(v->s, "allow")) {
-		p->io_uring_allow = v->s[0] == 'a';
-		return 0;
-	}
-	perr(ps, v->col, "bad %s '%.64s': expected refuse or allow", k->name,
-	     v->s);
-	return -1;
-}
-
-/* tls = yes | no; no makes the rule a plaintext exception. */
-static int parse_tls(struct parser *ps, const struct key *k, void *obj,
-                     struct tok *v)
-{
-	struct ts_rule *r = obj;
-	bool on;
-
-	if (!strcmp(v->s, "yes"))
-		on = true;
-	else if (!strcmp(v->s, "no"))
-		on = false;
-	else {
-		perr(ps, v->col, "bad %s '%.64s': expected yes or no",
-		     k->name, v->s);
-		return -1;
-	}
-	r->plaintext = !on;
-	return 0;
-}
-
 /* To add a key: one row here and, unless an existing parse function fits,
  * one small parse function above. Repeatable keys append in their parse
  * function; the others are checked for duplicates before it runs. A row:
@@ -1032,16 +986,20 @@ static int parse_tls(struct parser *ps, const struct key *k, void *obj,
 	{.name = n, .scope = SCOPE_##sc, .parse = fn, __VA_ARGS__}
 #define IN_POLICY(f) .offset = offsetof(struct ts_policy, f)
 #define IN_RULE(f) .offset = offsetof(struct ts_rule, f)
+#define WORDS(w0, w1) .words = {w0, w1}
 static const struct key keys[] = {
 	KEY("log-level", GLOBAL, parse_log_level, IN_POLICY(log_level)),
 	KEY("handshake-timeout", GLOBAL, parse_seconds_ms,
 	    IN_POLICY(handshake_timeout_ms)),
 	KEY("log", GLOBAL, parse_log_dest, IN_POLICY(log_dest)),
 	KEY("log-file", GLOBAL, parse_log_file, IN_POLICY(log_file)),
-	KEY("unmatched", GLOBAL, parse_unmatched),
-	KEY("io-uring", GLOBAL, parse_io_uring),
+	KEY("unmatched", GLOBAL, parse_word, WORDS("pass", "refuse"),
+	    IN_POLICY(unmatched_refuse)),
+	KEY("io-uring", GLOBAL, parse_word, WORDS("refuse", "allow"),
+	    IN_POLICY(io_uring_allow)),
 	KEY("match", RULE, parse_match, .required = true, .plain_ok = true),
-	KEY("tls", RULE, parse_tls, .plain_ok = true),
+	KEY("tls", RULE, parse_word, .plain_ok = true, WORDS("yes", "no"),
+	    IN_RULE(plaintext)),
 	KEY("sni", RULE, parse_dns_name, IN_RULE(sni)),
 	KEY("ca-file", RULE, parse_ca_file),
 	KEY("tls-port", RULE, parse_port_key, IN_RULE(tls_port)),
@@ -1059,6 +1017,7 @@ static const struct key keys[] = {
 #undef KEY
 #undef IN_POLICY
 #undef IN_RULE
+#undef WORDS
 static const size_t nkeys = ARRAY_SIZE(keys);
 _Static_assert(ARRAY_SIZE(keys) <= MAX_KEYS, "raise MAX_KEYS");
 

@@ -50,7 +50,9 @@ static void wait_gate(slot_t *s)
 	pthread_mutex_unlock(&gate_lock);
 }
 
-struct ts_fdent *ts_fd_lookup(int fd)
+/* fd's entry, waiting out a gate: with a reference taken (lookup), or
+ * taken out of the table with the table's reference (remove). */
+static inline struct ts_fdent *take(int fd, bool remove)
 {
 	ts_fork_check(); /* before any lock a vanished thread held */
 	slot_t *s = slot_of(fd, false);
@@ -61,13 +63,22 @@ struct ts_fdent *ts_fd_lookup(int fd)
 	for (;;) {
 		pthread_mutex_lock(&tab_lock);
 		e = atomic_load_explicit(s, memory_order_relaxed);
-		if (e && e != GATE)
+		if (e && e != GATE && remove) {
+			atomic_store_explicit(s, NULL, memory_order_relaxed);
+			atomic_fetch_sub(&ts_fd_live, 1);
+		} else if (e && e != GATE) {
 			atomic_fetch_add(&e->refs, 1);
+		}
 		pthread_mutex_unlock(&tab_lock);
 		if (e != GATE)
 			return e;
 		wait_gate(s);
 	}
+}
+
+struct ts_fdent *ts_fd_lookup(int fd)
+{
+	return take(fd, false);
 }
 
 bool ts_fd_peek(int fd)
@@ -155,24 +166,7 @@ out:
 
 struct ts_fdent *ts_fd_remove(int fd)
 {
-	ts_fork_check(); /* before any lock a vanished thread held */
-	slot_t *s = slot_of(fd, false);
-	struct ts_fdent *e;
-
-	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
-		return NULL;
-	for (;;) {
-		pthread_mutex_lock(&tab_lock);
-		e = atomic_load_explicit(s, memory_order_relaxed);
-		if (e && e != GATE) {
-			atomic_store_explicit(s, NULL, memory_order_relaxed);
-			atomic_fetch_sub(&ts_fd_live, 1);
-		}
-		pthread_mutex_unlock(&tab_lock);
-		if (e != GATE)
-			return e;
-		wait_gate(s);
-	}
+	return take(fd, true);
 }
 
 bool ts_fd_remove_if(int fd, struct ts_fdent *e)

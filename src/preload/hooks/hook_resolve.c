@@ -149,17 +149,24 @@ TS_EXPORT int getaddrinfo(const char *node, const char *service,
 	return rc;
 }
 
+/* What a gethostbyname* answer h teaches, when a policy is loaded and
+ * name is not the machine's own; errno stays libc's. */
+static void learned(const char *name, const struct hostent *h)
+{
+	if (h && name && learning() && !is_self(name)) {
+		int saved = errno;
+		learn_hostent(name, h);
+		errno = saved;
+	}
+}
+
 TS_EXPORT struct hostent *gethostbyname(const char *name)
 {
 	bind_res();
 	if (!real_res.gethostbyname)
 		return NULL;
 	struct hostent *h = real_res.gethostbyname(name);
-	if (h && name && learning() && !is_self(name)) {
-		int saved = errno;
-		learn_hostent(name, h);
-		errno = saved;
-	}
+	learned(name, h);
 	return h;
 }
 
@@ -169,11 +176,7 @@ TS_EXPORT struct hostent *gethostbyname2(const char *name, int af)
 	if (!real_res.gethostbyname2)
 		return NULL;
 	struct hostent *h = real_res.gethostbyname2(name, af);
-	if (h && name && learning() && !is_self(name)) {
-		int saved = errno;
-		learn_hostent(name, h);
-		errno = saved;
-	}
+	learned(name, h);
 	return h;
 }
 
@@ -186,12 +189,7 @@ TS_EXPORT int gethostbyname_r(const char *name, struct hostent *ret,
 		return ENOSYS;
 	int rc = real_res.gethostbyname_r(name, ret, buf, buflen, result,
 	                                  h_errnop);
-	if (rc == 0 && result && *result && name && learning() &&
-	    !is_self(name)) {
-		int saved = errno;
-		learn_hostent(name, *result);
-		errno = saved;
-	}
+	learned(name, rc == 0 && result ? *result : NULL);
 	return rc;
 }
 
@@ -205,11 +203,6 @@ TS_EXPORT int gethostbyname2_r(const char *name, int af,
 		return ENOSYS;
 	int rc = real_res.gethostbyname2_r(name, af, ret, buf, buflen,
 	                                   result, h_errnop);
-	if (rc == 0 && result && *result && name && learning() &&
-	    !is_self(name)) {
-		int saved = errno;
-		learn_hostent(name, *result);
-		errno = saved;
-	}
+	learned(name, rc == 0 && result ? *result : NULL);
 	return rc;
 }
