@@ -13,7 +13,7 @@
  * -r (resume sessions from the previous connection's ticket), -D (leave
  * Nagle on). Any client: -d sets TCP_NODELAY after connect (experiments);
  * -t starts one idle thread first (a multi-threaded process: tlsshim then
- * waits for data outside GnuTLS, see src/tls_engine.c). */
+ * waits for data outside GnuTLS, see src/engine/tls_io.c). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>

@@ -2,9 +2,11 @@
  *
  * libtlsshim-engine.so links GnuTLS; libtlsshim.so does not. The preload
  * dlopen()s the engine on the first matched connect and calls
- * ts_engine_init() once, handing it the real libc transport functions so
- * that GnuTLS never re-enters our own hooks. Everything the preload needs
- * from TLS goes through struct ts_engine. */
+ * ts_engine_init() once, handing it the real libc functions so that
+ * neither GnuTLS nor the engine ever re-enters our own hooks. Everything
+ * the preload needs from TLS goes through struct ts_engine. The launcher
+ * loads the same engine the same way (src/common/engine_open.c), with
+ * libc's functions, and uses two more entry points. */
 #ifndef TS_ENGINE_H
 #define TS_ENGINE_H
 
@@ -16,11 +18,13 @@
 
 #include "policy.h"
 
-#define TS_ENGINE_ABI 6
+#define TS_ENGINE_ABI 7
 #define TS_ENGINE_SONAME "libtlsshim-engine.so"
 #define TS_ENGINE_INIT_SYM "ts_engine_init"
 
-/* Real libc calls, bound by the preload. */
+/* Real libc calls, bound by the preload: the session's transport, and
+ * every call of a name the preload hooks that the engine makes for itself
+ * (the key log's write and close, the trust files' close). */
 struct ts_engine_io {
 	ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
 	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
@@ -29,8 +33,11 @@ struct ts_engine_io {
 	                  socklen_t *len);
 	int (*setsockopt)(int fd, int level, int opt, const void *val,
 	                  socklen_t len);
+	ssize_t (*write)(int fd, const void *buf, size_t len);
+	int (*close)(int fd);
 	/* A line for the preload's log (level as enum ts_log_level), for
-	 * what happens outside any session (a reload that failed). */
+	 * what happens outside any session (a reload that failed); NULL:
+	 * none (the launcher). */
 	void (*log)(int level, const char *msg);
 };
 
@@ -58,7 +65,8 @@ struct ts_tls;
 
 struct ts_engine {
 	unsigned abi;
-	/* A client session on fd; NULL on error, reason in err. */
+	/* A session on fd: a client one, or (p->server) a server one;
+	 * NULL on error, reason in err. */
 	struct ts_tls *(*create)(const struct ts_tls_params *p, char *err,
 	                         size_t errlen);
 	/* One non-blocking step. OK when verified; WANT_* to wait; ERR with
@@ -128,22 +136,28 @@ struct ts_engine {
 	int (*check_rule)(const struct ts_rule *r, char *err, size_t errlen);
 };
 
-typedef const struct ts_engine *(*ts_engine_init_fn)(
-	const struct ts_engine_io *io);
+/* The entry points libtlsshim-engine.so exports, found with dlsym by
+ * name. Declared here, so that the compiler checks the engine's
+ * definitions against the types its loaders call them through. */
+
+/* The engine, once per process; io is copied. NULL: it cannot start. */
+const struct ts_engine *ts_engine_init(const struct ts_engine_io *io);
+typedef __typeof__(&ts_engine_init) ts_engine_init_fn;
 
 /* For `tlsshim --probe` (the launcher only): after a handshake, verified
  * or not, writes what was negotiated and the peer's certificate chain
  * (subject, issuer, validity, SANs, pin-sha256) one line at a time. */
 #define TS_ENGINE_PROBE_SYM "ts_engine_probe"
-typedef void (*ts_engine_probe_fn)(struct ts_tls *t,
-                                   void (*out)(void *ctx, const char *line),
-                                   void *ctx);
+void ts_engine_probe(struct ts_tls *t,
+                     void (*out)(void *ctx, const char *line), void *ctx);
+typedef __typeof__(&ts_engine_probe) ts_engine_probe_fn;
 
 /* For `tlsshim --explain` (the launcher only): the TLS versions the
  * sessions of r offer ("TLS1.2, TLS1.3"), as priority, min-version and
  * max-version combine; -1 with the reason if the engine refuses r. */
 #define TS_ENGINE_VERSIONS_SYM "ts_engine_versions"
-typedef int (*ts_engine_versions_fn)(const struct ts_rule *r, char *buf,
-                                     size_t len, char *err, size_t errlen);
+int ts_engine_versions(const struct ts_rule *r, char *buf, size_t len,
+                       char *err, size_t errlen);
+typedef __typeof__(&ts_engine_versions) ts_engine_versions_fn;
 
 #endif

@@ -9,13 +9,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-enum ts_log_level {
-	TS_LOG_ERROR = 0,
-	TS_LOG_WARN = 1,
-	TS_LOG_INFO = 2,
-	TS_LOG_DEBUG = 3,
-};
+#include "log_level.h" /* src/common */
 
 enum ts_match_kind {
 	TS_MATCH_PORT,     /* PORT or PORT-PORT, any address */
@@ -161,10 +157,25 @@ void ts_policy_decide(const struct ts_policy *p, const struct ts_dest *d,
  * error about the whole file (unreadable, over 1 MiB) is "path: message". */
 typedef void (*ts_policy_diag_fn)(void *ctx, const char *msg);
 
+/* How the parser reads files: the policy, and the trust material it
+ * names. Inside the preload read and close are its own hooks, so it hands
+ * in the real ones (ts_policy_load_io); the launcher, the tests and
+ * ts_policy_load use libc's. */
+struct stat;
+struct ts_policy_io {
+	int (*open)(const char *path, int flags, ...);
+	int (*fstat)(int fd, struct stat *st);
+	ssize_t (*read)(int fd, void *buf, size_t len);
+	int (*close)(int fd);
+};
+
 /* Parse a policy. On any error returns NULL; every error is passed to diag
  * (which may be NULL) and the first one is copied into err. */
 struct ts_policy *ts_policy_load(const char *path, ts_policy_diag_fn diag,
                                  void *ctx, char *err, size_t errlen);
+struct ts_policy *ts_policy_load_io(const struct ts_policy_io *io,
+                                    const char *path, ts_policy_diag_fn diag,
+                                    void *ctx, char *err, size_t errlen);
 struct ts_policy *ts_policy_parse(const char *path, const char *buf,
                                   size_t len, ts_policy_diag_fn diag,
                                   void *ctx, char *err, size_t errlen);
@@ -192,8 +203,5 @@ bool ts_policy_names_host(const struct ts_policy *p, const char *host);
 /* The keys the parser accepts, for the documentation test: the name of
  * the i-th and whether it is global; NULL past the last. */
 const char *ts_policy_key(size_t i, bool *global);
-
-const char *ts_log_level_name(enum ts_log_level l);
-int ts_log_level_parse(const char *s); /* -1 if unknown */
 
 #endif

@@ -21,12 +21,17 @@ setup() {
 	P=$BATS_TEST_TMPDIR/p.conf
 }
 
-@test "curl http:// gets its answer over verified TLS" {
+# web_policy: $P upgrades the HTTP test server's port, trusting ca.pem.
+web_policy() {
 	write_policy "$P" <<-EOF
 	[web]
 	match = 127.0.0.1:$HTTP_PORT
 	ca-file = $CERTS/ca.pem
 	EOF
+}
+
+@test "curl http:// gets its answer over verified TLS" {
+	web_policy
 	shim -p "$P" -- curl -sS "http://127.0.0.1:$HTTP_PORT/round-trip"
 	assert_success
 	assert_output "hello from the tls server, path /round-trip"
@@ -60,11 +65,7 @@ setup() {
 }
 
 @test "a port no rule matches passes through untouched" {
-	write_policy "$P" <<-EOF
-	[web]
-	match = 127.0.0.1:$HTTP_PORT
-	ca-file = $CERTS/ca.pem
-	EOF
+	web_policy
 	shim -p "$P" -- curl -sS "http://127.0.0.1:$PLAIN_PORT/plain"
 	assert_success
 	assert_output "hello from the tls server, path /plain"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # GnuTLS is mapped only by a process that made a matched connect, and the
-# policy is read only when first needed (src/preload.c, src/hook_priv.c),
+# policy is read only when first needed (src/preload/preload.c, src/preload/hooks/hook_priv.c),
 # yet as it was named at start: the environment and working directory
 # the program had then, the files it could read before chroot.
 

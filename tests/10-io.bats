@@ -35,7 +35,7 @@ EOP
 }
 
 teardown_file() {
-	io_kill_servers
+	stop_servers
 }
 
 # io_tls CLIENT [SUBTEST...]: the client under tlsshim, TLS servers.

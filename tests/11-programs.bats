@@ -63,12 +63,11 @@ EOP
 # A TLS-only redis-server (no plaintext port) on $TLS_REDIS.
 start_redis() {
 	local c=$1
-	redis-server --port 0 --tls-port "$TLS_REDIS" --bind 127.0.0.1 \
+	start_bg redis-server --port 0 --tls-port "$TLS_REDIS" --bind 127.0.0.1 \
 		--tls-cert-file "$c/good.pem" --tls-key-file "$c/good.key" \
 		--tls-ca-cert-file "$c/ca.pem" --tls-auth-clients no \
 		--save '' --appendonly no --dir "$IO_DIR" \
-		>"$IO_DIR/redis.log" 2>&1 3>&- &
-	echo $! >>"$IO_DIR/pids"
+		>"$IO_DIR/redis.log" 2>&1 3>&-
 	local i
 	for i in $(seq 100); do
 		redis-cli --tls --cacert "$c/ca.pem" -h 127.0.0.1 -p "$TLS_REDIS" PING 2>/dev/null |
@@ -80,7 +79,7 @@ start_redis() {
 }
 
 teardown_file() {
-	io_kill_servers
+	stop_servers
 }
 
 # node net: send a file, end(), print the sha256 of everything read to EOF.

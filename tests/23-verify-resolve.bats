@@ -6,17 +6,11 @@ load helpers/common
 load helpers/verify
 
 setup_file() {
-	require_tool certtool openssl python3
-	vcerts
-}
-
-teardown_file() {
-	stop_servers
+	verify_setup_file vcerts
 }
 
 setup() {
-	require_tool python3 certtool openssl
-	P=$BATS_TEST_TMPDIR/p.conf
+	verify_setup
 }
 
 @test "resolver hooks return exactly what libc returns" {

@@ -12,18 +12,11 @@ load helpers/common
 load helpers/verify
 
 setup_file() {
-	require_tool certtool openssl python3
-	labcerts
-}
-
-teardown_file() {
-	stop_servers
+	verify_setup_file labcerts
 }
 
 setup() {
-	require_tool python3 certtool openssl
-	require_pymod cryptography
-	P=$BATS_TEST_TMPDIR/p.conf
+	verify_setup lab
 }
 
 # ---- pins ----

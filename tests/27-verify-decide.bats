@@ -10,20 +10,11 @@ load helpers/common
 load helpers/verify
 
 setup_file() {
-	require_tool certtool openssl python3
-	labcerts
-	labhosts
-}
-
-teardown_file() {
-	stop_servers
+	verify_setup_file labcerts labhosts
 }
 
 setup() {
-	require_tool python3 certtool openssl
-	require_pymod cryptography
-	nsw_setup
-	P=$BATS_TEST_TMPDIR/p.conf
+	verify_setup lab nsw
 }
 
 explain() {

@@ -3,7 +3,7 @@
 # policy it finds and hands down, and the targets it refuses because the
 # preload cannot reach them (judged by what a plain listener received).
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 curl gcc go readelf
@@ -42,7 +42,7 @@ P
 	export RECPOL="$BATS_FILE_TMPDIR/rec.conf"
 	printf '[rec]\nmatch = 127.0.0.1:%s\nca-file = %s\n' "$REC" \
 		"$CERTS/ca.pem" >"$RECPOL"
-	export LIB="$TLSSHIM_BUILD/src/libtlsshim.so"
+	export LIB="$BUILD/src/libtlsshim.so"
 	build_go
 }
 
@@ -84,7 +84,7 @@ PY
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 teardown() {
@@ -344,7 +344,7 @@ P
 		eval "$("$1" off)" || exit 9
 		echo "AFTER=${LD_PRELOAD-unset} ${TLSSHIM_POLICY-unset}"' sh "$TLSSHIM" "$POL"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"PRELOAD=$TLSSHIM_BUILD/src/libtlsshim.so"* ]]
+	[[ "$output" == *"PRELOAD=$BUILD/src/libtlsshim.so"* ]]
 	[[ "$output" == *"POLICY=$POL"* ]]
 	[[ "$output" == *"hello over tls"* ]]
 	[[ "$output" == *"tlsshim: info: curl: rule good"* ]]

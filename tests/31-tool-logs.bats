@@ -2,7 +2,7 @@
 # Logs end to end: info lines per connection, debug decisions, log-file,
 # log = syslog, and never key material.
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 curl
@@ -13,7 +13,7 @@ setup_file() {
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 policy() {

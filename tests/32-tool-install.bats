@@ -2,15 +2,15 @@
 # `meson install` into a DESTDIR: the layout, and the installed launcher
 # finding the installed preload and engine.
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool meson certtool python3 curl
 	export DEST="$BATS_FILE_TMPDIR/dest"
-	meson install -C "$TLSSHIM_BUILD" --no-rebuild --destdir "$DEST" >"$BATS_FILE_TMPDIR/install.log" 2>&1 ||
+	meson install -C "$BUILD" --no-rebuild --destdir "$DEST" >"$BATS_FILE_TMPDIR/install.log" 2>&1 ||
 		{ cat "$BATS_FILE_TMPDIR/install.log" >&2; return 1; }
 	# The configured directories, from meson itself.
-	eval "$(cd "$TLSSHIM_BUILD" && meson introspect --buildoptions |
+	eval "$(cd "$BUILD" && meson introspect --buildoptions |
 		python3 -c '
 import json, sys
 o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
@@ -22,7 +22,7 @@ for k in ("bindir", "libdir", "sysconfdir", "mandir"):
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 @test "install layout: launcher in bindir, libraries in libdir, man pages, policies" {

@@ -2,7 +2,7 @@
 # redis-cli with the shipped policies/redis-cli.conf against redis-server
 # with TLS only (--port 0 --tls-port) on loopback.
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 redis-server redis-cli
@@ -26,7 +26,7 @@ setup_file() {
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 @test "redis-cli: without tlsshim the TLS-only server is unreachable in plaintext" {

@@ -2,7 +2,7 @@
 # curl and wget with the shipped policies/curl.conf and wget.conf: http://
 # to a TLS-only HTTP server on loopback (tls-port).
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 curl wget
@@ -22,7 +22,7 @@ setup_file() {
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 @test "curl http:// reaches the TLS server through the shipped curl.conf" {

@@ -2,7 +2,7 @@
 # mosquitto_sub and mosquitto_pub with the shipped policies against a
 # mosquitto broker with only a TLS listener on loopback.
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 mosquitto mosquitto_pub mosquitto_sub
@@ -28,7 +28,7 @@ C
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 @test "mosquitto_sub receives what mosquitto_pub publishes, both over verified TLS" {

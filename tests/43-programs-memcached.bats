@@ -2,7 +2,7 @@
 # libmemcached's tools with the shipped policies/memcached.conf against
 # memcached -Z (Debian 12's memcached is built with TLS) on loopback.
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 memcached memccp memccat
@@ -25,7 +25,7 @@ setup_file() {
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 @test "memccp stores and memccat reads back over verified TLS" {

@@ -2,7 +2,7 @@
 # ldapsearch with the shipped policies/ldapsearch.conf: ldap:// to a slapd
 # that listens only on ldaps:// on loopback (no database: the root DSE).
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 slapd ldapsearch
@@ -28,7 +28,7 @@ C
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 @test "ldapsearch ldap:// reads the root DSE over verified TLS" {

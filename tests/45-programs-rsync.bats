@@ -6,7 +6,7 @@
 # the TLS session has its own owner after fork (docs/design.md). List,
 # push and pull of a tree with a 50 MB file, compared by SHA-256.
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 rsync socat sha256sum
@@ -39,7 +39,7 @@ C
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 sums() { # DIR: the tree's files and their SHA-256, sorted

@@ -5,7 +5,7 @@
 # client is dropped before Redis answers it a byte; Redis sees the real
 # client address. Both ends under tlsshim too (redis-cli.conf).
 
-load tool/common
+load helpers/common
 
 setup_file() {
 	require_tool certtool python3 redis-server redis-cli
@@ -34,7 +34,7 @@ setup_file() {
 }
 
 teardown_file() {
-	stop_all
+	stop_servers
 }
 
 # Waits (bounded) until a TLS handshake on 127.0.0.1:$1 completes.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# TLS session resumption (src/tls_cache.c): a second connect to the same
+# TLS session resumption (src/engine/tls_cache.c): a second connect to the same
 # server under the same rule resumes; a session is never offered to a rule
 # verifying another name (GnuTLS would resume it without verifying the
 # certificate again); a session the server refuses costs one full
@@ -18,18 +18,8 @@ CLIENT=$BUILD/bench/bench-client
 bench_server() {
 	local name=$1
 	shift
-	local pf=$BATS_FILE_TMPDIR/$name.port
-	"$SERVER" -p "$pf" -m echo -c "$CERTS/good.pem" -k "$CERTS/good.key" \
-		"$@" 3>&- 2>>"$BATS_FILE_TMPDIR/$name.log" &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	local i
-	for i in $(seq 100); do
-		[ -s "$pf" ] && break
-		sleep 0.1
-	done
-	[ -s "$pf" ] || fail "server $name did not start"
-	eval "${name}_PORT=\$(cat \"\$pf\")"
-	export "${name}_PORT"
+	background_server "$name" "$SERVER" -p "$BATS_FILE_TMPDIR/$name.port" \
+		-m echo -c "$CERTS/good.pem" -k "$CERTS/good.key" "$@"
 }
 
 setup_file() {

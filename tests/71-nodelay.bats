@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# TCP_NODELAY around the handshake (src/tls_nodelay.c): tlsshim turns Nagle
+# TCP_NODELAY around the handshake (src/common/nodelay.c): tlsshim turns Nagle
 # off for the handshake and pushes the first record out, but the program
 # always sees its own setting, before and after its first write, and a
 # program that turned Nagle off keeps it off.

@@ -104,7 +104,7 @@ test)
 			sed -n 's|^.* / ||p' |
 			grep -v -e '^stress-fork$' -e '^stress-badinput$' |
 			while read -r t; do
-				grep -qwE 'curl|lynx' "tests/$t.bats" 2>/dev/null ||
+				grep -qwE 'curl|lynx' "tests/${t%.bats}.bats" 2>/dev/null ||
 					echo "$t"
 			done)
 		# shellcheck disable=SC2086

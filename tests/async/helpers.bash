@@ -7,18 +7,7 @@ PROBE=${ASYNC_PROBE:-$BUILD/tests/async/async_probe}
 delay_server() {
 	local name=$1 cert=$2
 	shift 2
-	local pf=$BATS_FILE_TMPDIR/$name.port
-	rm -f "$pf"
-	python3 "$ASYNC/delayserver.py" --port-file "$pf" --max-seconds 300 \
-		--cert "$CERTS/$cert.pem" --key "$CERTS/$cert.key" "$@" 3>&- \
-		2>>"$BATS_FILE_TMPDIR/$name.log" &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	local i
-	for i in $(seq 100); do
-		[ -s "$pf" ] && break
-		sleep 0.1
-	done
-	[ -s "$pf" ] || fail "server $name did not start"
-	eval "${name}_PORT=\$(cat \"\$pf\")"
-	export "${name}_PORT"
+	background_server "$name" python3 "$ASYNC/delayserver.py" \
+		--port-file "$BATS_FILE_TMPDIR/$name.port" --max-seconds 300 \
+		--cert "$CERTS/$cert.pem" --key "$CERTS/$cert.key" "$@"
 }

@@ -1,4 +1,4 @@
-/* The epoll registry (src/epreg.c): add/mod/del, per-fd and per-epfd
+/* The epoll registry (src/preload/epreg.c): add/mod/del, per-fd and per-epfd
  * views, close forgetting an fd everywhere, many entries in one bucket. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,6 +3,7 @@
 
   echo        echo everything until EOF
   http        answer one HTTP/1.x request with a fixed body, then close
+  hello       HTTP/1.1, keep-alive: every request gets "hello over tls"
   sha256      read 'LEN\\n' then LEN bytes; answer the hex sha256
   record      append everything received (decrypted) to --record
   raw-record  plain TCP: write the first bytes a client sends to --record
@@ -12,6 +13,7 @@ The chosen port is written atomically to --port-file once listening. The
 server exits by itself after --max-seconds."""
 import argparse
 import hashlib
+import http.server
 import os
 import socket
 import ssl
@@ -23,7 +25,8 @@ import serverloop
 
 p = argparse.ArgumentParser()
 p.add_argument("--mode", required=True,
-               choices="echo http sha256 record raw-record silent".split())
+               choices="echo http hello sha256 record raw-record silent"
+               .split())
 p.add_argument("--cert")
 p.add_argument("--key")
 tls = p.add_mutually_exclusive_group()
@@ -42,6 +45,22 @@ if not a.plain and a.mode not in ("raw-record", "silent"):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(a.cert, a.key)
 lock = threading.Lock()
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    """Every request on the connection gets "hello over tls\n"."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"hello over tls\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
 
 
 def recv_exact(c, n):
@@ -75,6 +94,8 @@ def serve(c):
             if not d:
                 break
             c.sendall(d)
+    elif a.mode == "hello":
+        Hello(c, c.getpeername(), None)
     elif a.mode == "http":
         req = b""
         while b"\r\n\r\n" not in req:

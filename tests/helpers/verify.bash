@@ -15,6 +15,30 @@ require_pymod() {
 		fail "required Python module '$1' is not installed (python3-$1)"
 }
 
+# The setup every verification file shares (tests/2*-verify-*.bats).
+# verify_setup_file PKI...: the tools, then the certificates (vcerts; or
+# labcerts, and labhosts for names through nss_wrapper).
+verify_setup_file() {
+	local step
+	require_tool certtool openssl python3
+	for step in "$@"; do
+		"$step"
+	done
+}
+
+# verify_setup [lab] [nsw]: per test, the tools and the policy path $P;
+# lab: the lab PKI's Python module; nsw: nss_wrapper (nsw_setup).
+verify_setup() {
+	require_tool python3 certtool openssl
+	case " $* " in *" lab "*) require_pymod cryptography ;; esac
+	case " $* " in *" nsw "*) nsw_setup ;; esac
+	P=$BATS_TEST_TMPDIR/p.conf
+}
+
+teardown_file() {
+	stop_servers
+}
+
 vcerts() {
 	CERTS=$BATS_FILE_TMPDIR/certs
 	sh "$HELPERS/gencerts-verify.sh" "$CERTS" ||
@@ -28,20 +52,11 @@ vserver() {
 	local name=$1 cert=$2
 	shift 2
 	local pf=$BATS_TEST_TMPDIR/$name.port
-	rm -f "$pf"
-	$PY "$HELPERS/verify-server.py" --cert "$CERTS/$cert.pem" \
-		--key "$CERTS/${cert%-full}.key" \
+	serve_bg "$name" "$pf" $PY "$HELPERS/verify-server.py" \
+		--cert "$CERTS/$cert.pem" --key "$CERTS/${cert%-full}.key" \
 		--raw "$BATS_TEST_TMPDIR/$name.raw" \
 		--plain "$BATS_TEST_TMPDIR/$name.plain" \
-		--port-file "$pf" --max-seconds 120 "$@" 3>&- \
-		2>>"$BATS_TEST_TMPDIR/$name.log" &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	local i
-	for i in $(seq 100); do
-		[ -s "$pf" ] && break
-		sleep 0.1
-	done
-	[ -s "$pf" ] || fail "server $name did not start"
+		--port-file "$pf" --max-seconds 120 "$@" || return 1
 	eval "${name}_PORT=\$(cat \"\$pf\")"
 	export "${name}_PORT"
 }
@@ -175,20 +190,15 @@ vaccepted() {
 # s_server -www with CERT (and CERT's key), stapling the response, behind
 # a raw recorder; exports NAME_PORT (the recorder's).
 staple_server() {
-	local name=$1 cert=$2 ocsp=$3 port i
+	local name=$1 cert=$2 ocsp=$3 port
 	shift 3
-	port=$($PY -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	port=$(free_port)
 	local args=()
 	[ "$ocsp" = none ] || args=(-status_file "$CERTS/$ocsp")
-	timeout 120 openssl s_server -accept "127.0.0.1:$port" -www \
+	start_bg timeout 120 openssl s_server -accept "127.0.0.1:$port" -www \
 		-cert "$CERTS/$cert.pem" -key "$CERTS/$cert.key" "${args[@]}" \
 		"$@" </dev/null >/dev/null \
-		2>>"$BATS_TEST_TMPDIR/s_server.log" 3>&- &
-	echo $! >>"$BATS_FILE_TMPDIR/pids"
-	for i in $(seq 100); do
-		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-		sleep 0.1
-	done
+		2>>"$BATS_TEST_TMPDIR/s_server.log" 3>&-
+	wait_port "$port" || fail "openssl s_server did not start"
 	vserver "$name" x --forward "$port"
 }

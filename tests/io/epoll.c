@@ -32,7 +32,7 @@ static int ewait(enum w w, int ep, int ms, uint32_t *ev)
 	return r;
 }
 
-static void lt(enum w w, const char *name)
+static void lt(int w, const char *name)
 {
 	int fd = io_connect(io_port(NULL));
 	if (fd < 0)
@@ -160,18 +160,17 @@ static void oneshot(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE_WITH("lt", lt, W_WAIT, "epoll_wait"),
+	IO_CASE_WITH("pwait", lt, W_PWAIT, "epoll_pwait"),
+	IO_CASE_WITH("pwait2", lt, W_PWAIT2, "epoll_pwait2"),
+	IO_CASE("et", et), IO_CASE("oneshot", oneshot),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("lt"))
-		lt(W_WAIT, "epoll_wait");
-	if (io_selected("pwait"))
-		lt(W_PWAIT, "epoll_pwait");
-	if (io_selected("pwait2"))
-		lt(W_PWAIT2, "epoll_pwait2");
-	if (io_selected("et"))
-		et();
-	if (io_selected("oneshot"))
-		oneshot();
+	io_run(cases);
 	return io_summary();
 }

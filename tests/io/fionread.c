@@ -62,12 +62,14 @@ static void after_partial(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("fionread", fionread), IO_CASE("after-partial", after_partial),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("fionread"))
-		fionread();
-	if (io_selected("after-partial"))
-		after_partial();
+	io_run(cases);
 	return io_summary();
 }

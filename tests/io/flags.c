@@ -159,22 +159,17 @@ static void rcvtimeo(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("peek", peek), IO_CASE("waitall", waitall),
+	IO_CASE("dontwait", dontwait), IO_CASE("nosignal", nosignal),
+	IO_CASE("more", more), IO_CASE("trunc-oob", trunc_oob),
+	IO_CASE("rcvtimeo", rcvtimeo),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("peek"))
-		peek();
-	if (io_selected("waitall"))
-		waitall();
-	if (io_selected("dontwait"))
-		dontwait();
-	if (io_selected("nosignal"))
-		nosignal();
-	if (io_selected("more"))
-		more();
-	if (io_selected("trunc-oob"))
-		trunc_oob();
-	if (io_selected("rcvtimeo"))
-		rcvtimeo();
+	io_run(cases);
 	return io_summary();
 }

@@ -116,14 +116,15 @@ static void both(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("child-continues", child_continues),
+	IO_CASE("parent-continues", parent_continues), IO_CASE("both", both),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("child-continues"))
-		child_continues();
-	if (io_selected("parent-continues"))
-		parent_continues();
-	if (io_selected("both"))
-		both();
+	io_run(cases);
 	return io_summary();
 }

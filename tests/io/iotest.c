@@ -162,6 +162,17 @@ bool io_selected(const char *name)
 	return false;
 }
 
+void io_run(const struct io_case *cases)
+{
+	for (; cases->name; cases++)
+		if (!io_selected(cases->name))
+			continue;
+		else if (cases->run)
+			cases->run();
+		else
+			cases->run_with(cases->kind, cases->what);
+}
+
 int io_summary(void)
 {
 	printf("%d passed, %d failed\n", io_passed, io_failed);

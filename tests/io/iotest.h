@@ -39,6 +39,21 @@ bool io_check(bool cond, const char *what, const char *fmt, ...)
 void io_init(int argc, char **argv);
 bool io_selected(const char *name);
 int io_summary(void);
+
+/* A family's cases, by name: its main runs the selected ones. A case is
+ * run(), or run_with(kind, what) for one function that serves several. */
+struct io_case {
+	const char *name;
+	void (*run)(void);
+	void (*run_with)(int kind, const char *what);
+	int kind;
+	const char *what;
+};
+#define IO_CASE(n, f) {.name = n, .run = f}
+#define IO_CASE_WITH(n, f, k, w)                                           \
+	{.name = n, .run_with = f, .kind = k, .what = w}
+/* Runs each selected case of a table ended by {0}, in its order. */
+void io_run(const struct io_case *cases);
 bool io_tls(void);        /* IO_MODE=tls */
 size_t io_bytes(void);
 int io_port(const char *env); /* port from env var (IO_PORT if NULL) */

@@ -154,18 +154,16 @@ static void reuse(void)
 	CHECK(reused_plain(fd), "closed upgraded fd %d reused by a socketpair: plain bytes both ways", fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("halfclose", halfclose), IO_CASE("dup", dups),
+	IO_CASE("dup2-onto", dup2_onto), IO_CASE("close-range", closerange),
+	IO_CASE("reuse", reuse),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("halfclose"))
-		halfclose();
-	if (io_selected("dup"))
-		dups();
-	if (io_selected("dup2-onto"))
-		dup2_onto();
-	if (io_selected("close-range"))
-		closerange();
-	if (io_selected("reuse"))
-		reuse();
+	io_run(cases);
 	return io_summary();
 }

@@ -173,7 +173,7 @@ static uint32_t wait_out(int ep, int ms, int tries)
 
 enum ep_kind { LT_AFTER, ET_BEFORE, ET_AFTER, ONESHOT };
 
-static void epoll_case(enum ep_kind k, const char *name)
+static void epoll_case(int k, const char *name)
 {
 	int ep = epoll_create1(0);
 	int rv = 0, err = 0, fd;
@@ -294,28 +294,23 @@ static void twice(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("einprogress", einprogress), IO_CASE("pending-io", pending_io),
+	IO_CASE("poll-loop", poll_loop),
+	IO_CASE_WITH("epoll-lt", epoll_case, LT_AFTER, "epoll LT after connect"),
+	IO_CASE_WITH("epoll-et-before", epoll_case, ET_BEFORE,
+	             "epoll ET registered before connect"),
+	IO_CASE_WITH("epoll-et-after", epoll_case, ET_AFTER,
+	             "epoll ET registered after connect"),
+	IO_CASE_WITH("epoll-oneshot", epoll_case, ONESHOT, "epoll ONESHOT"),
+	IO_CASE("refused", refused), IO_CASE("silent", silent),
+	IO_CASE("twice", twice),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("einprogress"))
-		einprogress();
-	if (io_selected("pending-io"))
-		pending_io();
-	if (io_selected("poll-loop"))
-		poll_loop();
-	if (io_selected("epoll-lt"))
-		epoll_case(LT_AFTER, "epoll LT after connect");
-	if (io_selected("epoll-et-before"))
-		epoll_case(ET_BEFORE, "epoll ET registered before connect");
-	if (io_selected("epoll-et-after"))
-		epoll_case(ET_AFTER, "epoll ET registered after connect");
-	if (io_selected("epoll-oneshot"))
-		epoll_case(ONESHOT, "epoll ONESHOT");
-	if (io_selected("refused"))
-		refused();
-	if (io_selected("silent"))
-		silent();
-	if (io_selected("twice"))
-		twice();
+	io_run(cases);
 	return io_summary();
 }

@@ -200,12 +200,14 @@ static void sendto_addr(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("stream", stream), IO_CASE("sendto-addr", sendto_addr),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("stream"))
-		stream();
-	if (io_selected("sendto-addr"))
-		sendto_addr();
+	io_run(cases);
 	return io_summary();
 }

@@ -91,12 +91,14 @@ static void do_splice(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("sendfile", do_sendfile), IO_CASE("splice", do_splice),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("sendfile"))
-		do_sendfile();
-	if (io_selected("splice"))
-		do_splice();
+	io_run(cases);
 	return io_summary();
 }

@@ -1,6 +1,6 @@
 /* TCP_NODELAY and TCP_CORK as the program sees them. Under tlsshim a
  * program that leaves Nagle on gets TCP_NODELAY from us while its writes
- * fill whole records (include/nagle.h); it must never see ours, its own
+ * fill whole records (src/common/nodelay.h); it must never see ours, its own
  * setting must be back before a small write, and its own setsockopt must
  * win. The kernel's value is read with a raw syscall, which no preload
  * sees; on a plain socket it always equals the program's (validation). */

@@ -74,12 +74,14 @@ static void blocks(void)
 	fclose(r);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("lines", lines), IO_CASE("blocks", blocks),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("lines"))
-		lines();
-	if (io_selected("blocks"))
-		blocks();
+	io_run(cases);
 	return io_summary();
 }

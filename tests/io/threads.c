@@ -198,14 +198,15 @@ static void blocking_threaded(void)
 	close(fd);
 }
 
+static const struct io_case cases[] = {
+	IO_CASE("reader-writer", rw_threads), IO_CASE("many", many),
+	IO_CASE("blocking-threaded", blocking_threaded),
+	{0},
+};
+
 int main(int argc, char **argv)
 {
 	io_init(argc, argv);
-	if (io_selected("reader-writer"))
-		rw_threads();
-	if (io_selected("many"))
-		many();
-	if (io_selected("blocking-threaded"))
-		blocking_threaded();
+	io_run(cases);
 	return io_summary();
 }

@@ -1,7 +1,7 @@
 /* Logging: where lines go (stderr, log-file, syslog), what happens when fd
  * 2 is closed, a pipe without reader or a TCP socket, and the rate limit
- * on repeated warnings. log.c is linked alone with the real-function
- * table; ts_state is ours. */
+ * on repeated warnings. log.c depends on nothing above it: the test
+ * configures it as the preload does. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,11 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "log.h"
 #include "check.h"
-
-struct ts_state ts_state;
 
 static int failures;
 static char tmpdir[] = "/tmp/tlsshim-test-log-XXXXXX";
@@ -155,11 +152,10 @@ int main(void)
 	close(ls);
 
 	/* log-file: lines go there, not to stderr. */
-	struct ts_policy pol = {.log_level = TS_LOG_DEBUG};
 	char logfile[256];
 	snprintf(logfile, sizeof logfile, "%s/file.log", tmpdir);
-	pol.log_file = logfile;
-	ts_state.policy = &pol;
+	ts_log_configure(&(struct ts_log_config){.level = TS_LOG_DEBUG,
+	                                         .file = logfile});
 	stderr_to(path);
 	ts_info("to the file");
 	ts_info("twice");
@@ -190,8 +186,8 @@ int main(void)
 	int ds = socket(AF_UNIX, SOCK_DGRAM, 0);
 	CHECK(bind(ds, (struct sockaddr *)&sun, sizeof sun) == 0);
 	setenv("TLSSHIM_SYSLOG_SOCKET", sun.sun_path, 1);
-	pol.log_file = NULL;
-	pol.log_dest = TS_LOG_TO_SYSLOG;
+	ts_log_configure(&(struct ts_log_config){.level = TS_LOG_DEBUG,
+	                                         .syslog = true});
 	stderr_to(path);
 	ts_error("to syslog");
 	ssize_t r = recv(ds, buf, sizeof buf - 1, MSG_DONTWAIT);

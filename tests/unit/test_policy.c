@@ -211,6 +211,8 @@ static const struct {
 	 "key = @D/key.pem\n", 2, 10,
 	 "bad accept entry 'db.internal': a local address and port"},
 	{"[s]\naccept = 1\ncert = @D/empty.pem\nkey = @D/key.pem\n", 3, 8,
+	 "cert @D/empty.pem is empty"},
+	{"[s]\naccept = 1\ncert = @D/key.pem\nkey = @D/key.pem\n", 3, 8,
 	 "has no '-----BEGIN CERTIFICATE-----' block"},
 	{"[s]\naccept = 1\ncert = @D/ca.pem\nkey = @D/key.pem\n"
 	 "client-name = -x\nclient-ca = @D/ca.pem\n", 5, 15,
