@@ -199,9 +199,12 @@ class Bench:
         for k in ("shim-sink", "shim-echo", "shim-epoll"):
             if k not in self.port:
                 continue
+            # A sink takes a length first: a small bulk; an echo a connect.
+            probe = ["bulk", "65536"] if k == "shim-sink" else \
+                ["connect", "1"]
             try:
-                self.run([self.native, "-a", self.ca, "-n", "localhost",
-                          "connect", "1", "127.0.0.1", str(self.port[k])],
+                self.run([self.native, "-a", self.ca, "-n", "localhost"] +
+                         probe + ["127.0.0.1", str(self.port[k])],
                          timeout=20)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 self.shim_down[k] = "no verified TLS from %s: %s" % (
