@@ -37,7 +37,20 @@ teardown_file() {
 }
 
 @test "the installed launcher checks the installed policies" {
-	run timeout 10 "$DEST$BINDIR/tlsshim" --check "$DEST$SYSCONFDIR"/tlsshim/policies/*.conf
+	local etc=$DEST$SYSCONFDIR/tlsshim
+	# The server policy names its files beside the policy directory:
+	# without them it is an error, as it should be.
+	run timeout 10 "$DEST$BINDIR/tlsshim" --check "$etc/policies/redis-server.conf"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"cannot read $etc/policies/../certs/redis-server.pem"* ]]
+	# Put where an administrator puts them, every installed policy passes.
+	gen_certs "$BATS_FILE_TMPDIR/certs"
+	mkdir -p "$etc/certs"
+	cp "$BATS_FILE_TMPDIR/certs/good.pem" "$etc/certs/redis-server.pem"
+	cp "$BATS_FILE_TMPDIR/certs/good.key" "$etc/certs/redis-server.key"
+	chmod 600 "$etc/certs/redis-server.key"
+	cp "$BATS_FILE_TMPDIR/certs/ca.pem" "$etc/certs/redis-clients-ca.pem"
+	run timeout 10 "$DEST$BINDIR/tlsshim" --check "$etc"/policies/*.conf
 	[ "$status" -eq 0 ]
 	[ -z "$output" ]
 }
