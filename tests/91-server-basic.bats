@@ -208,13 +208,7 @@ first_silent() {
 @test "both ends under tlsshim: a plain client under a match rule with client-cert, a plain server under an accept rule with client-ca" {
 	srv_need THREAD
 	local c=$BATS_TEST_TMPDIR/client.conf peer
-	cat >"$c" <<-EOF
-	[to-thread]
-	match = 127.0.0.1:$TM
-	ca-file = $CERTS/ca.pem
-	client-cert = $CERTS/app1.pem
-	client-key = $CERTS/app1.key
-	EOF
+	client_rule "$c" to-thread "$TM"
 	run timeout 30 env ${TLSSHIM_SAN_PRELOAD:+LD_PRELOAD="$TLSSHIM_SAN_PRELOAD"} \
 		"$TLSSHIM" -l info -p "$c" -- python3 "$SRV/rawclient.py" "$TM" \
 		--send both-ends-plain --shut --out "$BATS_TEST_TMPDIR/got"

@@ -100,13 +100,7 @@ rcli() { # ARGS...: redis-cli --tls with app1's certificate
 @test "both ends under tlsshim: plain redis-cli under a match rule with client-cert, redis-server under an accept rule" {
 	srv_need REDIS
 	local c=$BATS_TEST_TMPDIR/client.conf
-	cat >"$c" <<-EOF
-	[redis-out]
-	match = 127.0.0.1:$RP
-	ca-file = $CERTS/ca.pem
-	client-cert = $CERTS/app1.pem
-	client-key = $CERTS/app1.key
-	EOF
+	client_rule "$c" redis-out "$RP"
 	run timeout 20 "$TLSSHIM" -l info -p "$c" -- redis-cli -h 127.0.0.1 -p "$RP" SET both-ends yes
 	[[ $output == *OK* ]] || fail "$output"
 	[[ $output == *"rule redis-out 127.0.0.1:$RP (127.0.0.1): TLS1.3 "*", verified"* ]] ||

@@ -853,6 +853,21 @@ static int parse_bool(struct parser *ps, const struct key *k, void *obj,
 	return 0;
 }
 
+/* A copy of e at the end of the list *v of *n strings. */
+static int push_str(struct parser *ps, char ***v, size_t *n, const char *e)
+{
+	char **na = realloc(*v, (*n + 1) * sizeof *na);
+	if (!na) {
+		oom(ps);
+		return -1;
+	}
+	*v = na;
+	if (!(na[*n] = xstrdup(ps, e)))
+		return -1;
+	(*n)++;
+	return 0;
+}
+
 /* "h2, http/1.1": protocol names of 1..255 printable bytes. */
 static int parse_alpn(struct parser *ps, const struct key *k, void *obj,
                       struct tok *v)
@@ -877,16 +892,8 @@ static int parse_alpn(struct parser *ps, const struct key *k, void *obj,
 			     e);
 			rv = -1;
 		} else {
-			char **na = realloc(r->alpn,
-			                    (r->nalpn + 1) * sizeof *na);
-			if (!na) {
-				oom(ps);
+			if (push_str(ps, &r->alpn, &r->nalpn, e) < 0)
 				return -1;
-			}
-			r->alpn = na;
-			if (!(r->alpn[r->nalpn] = xstrdup(ps, e)))
-				return -1;
-			r->nalpn++;
 		}
 		if (!end)
 			break;
@@ -1036,16 +1043,9 @@ static int parse_client_names(struct parser *ps, const struct key *k,
 			     "spiffe://domain/path)", k->name, e, why);
 			rv = -1;
 		} else {
-			char **na = realloc(r->client_names,
-			                    (r->nclient_names + 1) * sizeof *na);
-			if (!na) {
-				oom(ps);
+			if (push_str(ps, &r->client_names, &r->nclient_names,
+			             e) < 0)
 				return -1;
-			}
-			r->client_names = na;
-			if (!(na[r->nclient_names] = xstrdup(ps, e)))
-				return -1;
-			r->nclient_names++;
 		}
 		if (!end)
 			break;

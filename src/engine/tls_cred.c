@@ -683,6 +683,22 @@ static void alpn_list(struct ts_cred *c)
 	}
 }
 
+/* The trust anchors read from the rule's key (ca-file, client-ca) into
+ * the credentials: at least one, or the reason. */
+static int set_trust(struct ts_cred *c, const char *key, const char *file,
+                     char *err, size_t errlen)
+{
+	gnutls_datum_t d = {c->ca.data, (unsigned)c->ca.len};
+	int ret = gnutls_certificate_set_x509_trust_mem(c->xcred, &d,
+	                                                GNUTLS_X509_FMT_PEM);
+	if (ret == 0)
+		ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
+	if (ret >= 0)
+		return 0;
+	snprintf(err, errlen, "%s %s: %s", key, file, gnutls_strerror(ret));
+	return -1;
+}
+
 /* An accept rule: the certificate and key served, client-ca (the
  * clients' trust anchors) and their CRLs, a ticket key. */
 static int build_server(struct ts_cred *c, char *err, size_t errlen)
@@ -690,18 +706,9 @@ static int build_server(struct ts_cred *c, char *err, size_t errlen)
 	const struct ts_rule *r = c->rule;
 	int ret;
 
-	if (c->ca.data) {
-		gnutls_datum_t d = {c->ca.data, (unsigned)c->ca.len};
-		ret = gnutls_certificate_set_x509_trust_mem(
-			c->xcred, &d, GNUTLS_X509_FMT_PEM);
-		if (ret == 0)
-			ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
-		if (ret < 0) {
-			snprintf(err, errlen, "client-ca %s: %s",
-			         r->client_ca_file, gnutls_strerror(ret));
-			return -1;
-		}
-	}
+	if (c->ca.data &&
+	    set_trust(c, "client-ca", r->client_ca_file, err, errlen) < 0)
+		return -1;
 	if (c->crl.data && load_crls(c, err, errlen) < 0)
 		return -1;
 	gnutls_datum_t cd = {c->srv_cert.data, (unsigned)c->srv_cert.len};
@@ -739,16 +746,8 @@ static int build(struct ts_cred *c, char *err, size_t errlen)
 	if (r->server)
 		return build_server(c, err, errlen);
 	if (c->ca.data) {
-		gnutls_datum_t d = {c->ca.data, (unsigned)c->ca.len};
-		ret = gnutls_certificate_set_x509_trust_mem(
-			c->xcred, &d, GNUTLS_X509_FMT_PEM);
-		if (ret == 0)
-			ret = GNUTLS_E_NO_CERTIFICATE_FOUND;
-		if (ret < 0) {
-			snprintf(err, errlen, "ca-file %s: %s", r->ca_file,
-			         gnutls_strerror(ret));
+		if (set_trust(c, "ca-file", r->ca_file, err, errlen) < 0)
 			return -1;
-		}
 	} else {
 		ret = gnutls_certificate_set_x509_system_trust(c->xcred);
 		if (ret == 0)

@@ -149,6 +149,30 @@ void ts_conn_async_child_reset(void)
 	pthread_mutex_init(&hot_lock, NULL);
 }
 
+/* The engine session, its owner, and the fd made ours: from here every
+ * call of every thread on the fd finds the connection in progress (for a
+ * connect, before the kernel can send). 0, or -1 with the reason. */
+static int begin_session(struct ts_conn *c, const struct ts_engine *eng,
+                         const struct ts_tls_params *tp, char *why,
+                         size_t whylen)
+{
+	c->tls = eng->create(tp, why, whylen);
+	if (!c->tls)
+		return -1;
+	c->owner = ts_owner_new();
+	if (!c->owner) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	hot_add(c);
+	if (ts_fd_install(c->fd, &c->ent) < 0) {
+		hot_remove(c);
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
                         socklen_t len, char *why, size_t whylen)
 {
@@ -166,22 +190,8 @@ int ts_conn_async_start(struct ts_conn *c, const struct sockaddr *target,
 		.sni = c->send_sni ? c->name : NULL,
 		.verify_name = c->name,
 	};
-	c->tls = eng->create(&tp, why, whylen);
-	if (!c->tls)
+	if (begin_session(c, eng, &tp, why, whylen) < 0)
 		return -1;
-	c->owner = ts_owner_new();
-	if (!c->owner) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
-	hot_add(c);
-	/* Owned before the kernel can send: from here every call of every
-	 * thread on the fd finds the connection in progress. */
-	if (ts_fd_install(c->fd, &c->ent) < 0) {
-		hot_remove(c);
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
 	ts_debug("%s: rule %s: connect in progress", c->dest, c->rule->name);
 	ts_conn_sync_regs(c); /* registered with epoll before connect */
 	/* A call of another thread that found the fd not ours a moment ago
@@ -327,21 +337,7 @@ int ts_conn_async_serve(struct ts_conn *c, char *why, size_t whylen)
 	c->phase = TS_ASYNC_TLS; /* the TCP connection is there */
 	c->hs_want = POLLIN;      /* the ClientHello */
 	c->hs_deadline = ts_now_ms() + ts_state.policy->handshake_timeout_ms;
-	c->tls = eng->create(&tp, why, whylen);
-	if (!c->tls)
-		return -1;
-	c->owner = ts_owner_new();
-	if (!c->owner) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
-	hot_add(c);
-	if (ts_fd_install(c->fd, &c->ent) < 0) {
-		hot_remove(c);
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
-	return 0;
+	return begin_session(c, eng, &tp, why, whylen);
 }
 
 int ts_conn_async_step(struct ts_conn *c)

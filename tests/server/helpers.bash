@@ -26,6 +26,14 @@ accept_rule() {
 	[ $# -eq 0 ] || printf '%s\n' "$@"
 }
 
+# client_rule FILE RULE PORT: a client policy for a plain client under
+# tlsshim: RULE upgrades 127.0.0.1:PORT, verified against the test CA,
+# presenting app1's certificate.
+client_rule() {
+	printf '[%s]\nmatch = 127.0.0.1:%s\nca-file = %s\nclient-cert = %s\nclient-key = %s\n' \
+		"$2" "$3" "$CERTS/ca.pem" "$CERTS/app1.pem" "$CERTS/app1.key" >"$1"
+}
+
 srv_free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
