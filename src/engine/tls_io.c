@@ -120,6 +120,17 @@ void ts_tls_set_reason(struct ts_tls *t, int ret)
 		         "one)");
 		return;
 	}
+	/* GnuTLS says "No supported cipher suites" also when only the
+	 * versions differ: name the keys that decide both. */
+	if (t->server && (ret == GNUTLS_E_NO_CIPHER_SUITES ||
+	                  ret == GNUTLS_E_UNSUPPORTED_VERSION_PACKET ||
+	                  ret == GNUTLS_E_NO_PRIORITIES_WERE_SET)) {
+		snprintf(t->reason, sizeof t->reason,
+		         "the client offers no TLS version and cipher suite the "
+		         "rule allows (see min-version, max-version, priority): "
+		         "%s", gnutls_strerror(ret));
+		return;
+	}
 	if (ret == GNUTLS_E_FATAL_ALERT_RECEIVED && t->server) {
 		snprintf(t->reason, sizeof t->reason,
 		         "the client sent a fatal alert: %s",

@@ -13,6 +13,7 @@
 #   app9                  DNS SAN app9.internal: a name no rule allows
 #   stranger              app1.internal, signed by other-ca
 #   srvpurpose            app1.internal, server purpose only
+#   cnonly                no SAN, only the common name cnonly.internal
 #   oldclient             app1.internal, expired
 #   *.pin                 each client key's pin-sha256 (base64)
 # Idempotent: oldclient.pin, written last, means the set is complete.
@@ -23,13 +24,15 @@ sh "$here/../helpers/gencerts.sh" "$dir"
 cd "$dir"
 [ -s oldclient.pin ] && exit 0
 
-# cert NAME ISSUER|self TEMPLATE-LINES...: a key and a certificate.
+# cert NAME ISSUER|self TEMPLATE-LINES...: a key and a certificate, its
+# common name NAME unless a line gives one.
 cert() {
 	name=$1 issuer=$2
 	shift 2
 	certtool --generate-privkey --key-type=ecdsa --curve=secp256r1 \
 		--outfile "$name.key" >/dev/null 2>&1
-	printf 'cn = "%s"\n' "$name" >"$name.tmpl"
+	: >"$name.tmpl"
+	case "$*" in *'cn = '*) ;; *) printf 'cn = "%s"\n' "$name" >"$name.tmpl" ;; esac
 	for l in "$@"; do printf '%s\n' "$l" >>"$name.tmpl"; done
 	if [ "$issuer" = self ]; then
 		certtool --generate-self-signed --load-privkey "$name.key" \
@@ -63,6 +66,7 @@ cert app9 clients-ca "$client" "$days" 'dns_name = "app9.internal"'
 cert stranger other-ca "$client" "$days" 'dns_name = "app1.internal"'
 cert srvpurpose clients-ca tls_www_server signing_key "$days" \
 	'dns_name = "app1.internal"'
+cert cnonly clients-ca "$client" "$days" 'cn = "cnonly.internal"'
 cert oldclient clients-ca "$client" 'dns_name = "app1.internal"' \
 	'activation_date = "2020-01-01 00:00:00 UTC"' \
 	'expiration_date = "2020-02-01 00:00:00 UTC"'

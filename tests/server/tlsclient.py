@@ -19,11 +19,14 @@
 
 Common options: --host (127.0.0.1), --ca (verify the server with this CA;
 always), --name (the name verified, default the host), --cert/--key (a
-client certificate), --timeout (seconds for the whole run).
+client certificate), --alpn (protocols offered, comma-separated),
+--min-tls/--max-tls (1.2 or 1.3), --keylog FILE (the session's secrets,
+NSS format), --timeout (seconds for the whole run).
 
 One result line on stdout, key=value: local= (IP:PORT, [IPv6]:PORT, this
-end's getsockname), handshake=, app= (application bytes received), and
-result=ok or what went wrong. Exit 0 only for result=ok."""
+end's getsockname), handshake=, with talk also version=, cipher= and
+alpn= (- for none), app= (application bytes received), and result=ok or
+what went wrong. Exit 0 only for result=ok."""
 import argparse
 import asyncio
 import hashlib
@@ -44,6 +47,15 @@ def context(a):
     ctx.load_verify_locations(a.ca)
     if a.cert:
         ctx.load_cert_chain(a.cert, a.key)
+    if a.alpn:
+        ctx.set_alpn_protocols(a.alpn.split(","))
+    versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+    if a.min_tls:
+        ctx.minimum_version = versions[a.min_tls]
+    if a.max_tls:
+        ctx.maximum_version = versions[a.max_tls]
+    if a.keylog:
+        ctx.keylog_filename = a.keylog
     return ctx
 
 
@@ -96,6 +108,8 @@ class Talk:
             raise
         self.out["handshake"] = "ok"
         self.out["version"] = s.version()
+        self.out["cipher"] = s.cipher()[0]
+        self.out["alpn"] = s.selected_alpn_protocol() or "-"
         if a.greeting is not None:
             g = a.greeting.encode()
             got = self.read_exactly(s, len(g))
@@ -232,6 +246,10 @@ def main():
     p.add_argument("--until")
     p.add_argument("--reply-out", default=os.devnull)
     p.add_argument("--ports-out")
+    p.add_argument("--alpn")
+    p.add_argument("--min-tls", choices=["1.2", "1.3"])
+    p.add_argument("--max-tls", choices=["1.2", "1.3"])
+    p.add_argument("--keylog")
     p.add_argument("--timeout", type=float, default=20)
     a = p.parse_intermixed_args()  # N or FILE may follow the options
     if a.mode == "talk":
