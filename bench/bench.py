@@ -171,11 +171,12 @@ class Bench:
             self.notes.append("socat not installed: variant skipped")
 
     def server_mode(self):
-        """Issue 16: the plaintext bench-server (sink, echo) under tlsshim
-        with an accept rule; tests/server/echo_epoll under tlsshim when
-        built; stunnel in server mode in front of the plaintext servers.
-        The native side is bench-server with -c (tls-sink, tls-echo: both
-        issue session tickets, as tlsshim does)."""
+        """Issue 16: the plaintext bench-server (sink, echo, source) under
+        tlsshim with an accept rule; tests/server/echo_epoll under tlsshim
+        when built; stunnel in server mode in front of the plaintext
+        servers. The native side is bench-server with -c (tls-sink,
+        tls-echo, tls-source: all issue session tickets, as tlsshim
+        does)."""
         f = os.path.join(self.tmp, "server.conf")
         # Every listener of these processes is the benchmark's.
         open(f, "w").write("[bench-in]\naccept = 1-65535\ncert = %s\n"
@@ -183,7 +184,12 @@ class Bench:
                                             os.path.join(self.tmp, "srv.key")))
         shim = {"LD_PRELOAD": self.preload, "TLSSHIM_POLICY": f}
         self.shim_down = {}
-        for m in ("sink", "echo"):
+        self.port["plain-source"] = self.start("plain-source", "-m",
+                                               "source")
+        self.port["tls-source"] = self.start("tls-source", "-m", "source",
+                                             "-c", "srv.pem", "-k",
+                                             "srv.key")
+        for m in ("sink", "echo", "source"):
             self.port["shim-" + m] = self.start("shim-" + m, "-m", m,
                                                 env=shim)
         epoll = os.path.join(self.build, "tests", "server", "echo_epoll")
@@ -196,12 +202,13 @@ class Bench:
                               % epoll)
         # A server under tlsshim that does not answer TLS would hold a
         # bulk run until TIMEOUT in every round: one small connect first.
-        for k in ("shim-sink", "shim-echo", "shim-epoll"):
+        probes = {"shim-sink": ["bulk", "65536"],
+                  "shim-source": ["download", "65536"]}
+        for k in ("shim-sink", "shim-source", "shim-echo", "shim-epoll"):
             if k not in self.port:
                 continue
-            # A sink takes a length first: a small bulk; an echo a connect.
-            probe = ["bulk", "65536"] if k == "shim-sink" else \
-                ["connect", "1"]
+            # A sink or a source takes a length first; an echo a connect.
+            probe = probes.get(k, ["connect", "1"])
             try:
                 self.run([self.native, "-a", self.ca, "-n", "localhost"] +
                          probe + ["127.0.0.1", str(self.port[k])],
@@ -213,7 +220,7 @@ class Bench:
             return
         conf = ["foreground = yes", "pid =", "debug = 3",
                 "output = %s/stunnel-server.log" % self.tmp]
-        for m in ("sink", "echo"):
+        for m in ("sink", "echo", "source"):
             p = free_port()
             self.tport[("stunnel-server", m)] = p
             conf += ["[server-%s]" % m, "accept = 127.0.0.1:%d" % p,
@@ -225,7 +232,7 @@ class Bench:
         self.procs.append(subprocess.Popen(
             [self.stunnel, f], stderr=open(os.path.join(
                 self.tmp, "stunnel-server.err"), "w")))
-        for m in ("sink", "echo"):
+        for m in ("sink", "echo", "source"):
             wait_port(self.tport[("stunnel-server", m)])
 
     def stop(self):
@@ -393,14 +400,23 @@ def main():
             table("server mode: bulk %d MiB into the server, 16 KiB "
                   "writes" % (P["bulk"] >> 20), s, "MiB/s", "%.0f",
                   {"tlsshim server": "≥ 0.95"},
-                  base="native GnuTLS server", extra=versus_stunnel(s))
+                  base="native GnuTLS server",
+                  extra=versus_stunnel(s, "bulk in"))
+            s = b.alternate(server_variants(b, "download", P["bulk"],
+                                            "source"), "mibps")
+            table("server mode: bulk %d MiB out of the server, 16 KiB "
+                  "writes" % (P["bulk"] >> 20), s, "MiB/s", "%.0f",
+                  {"tlsshim server": "≥ 0.95"},
+                  base="native GnuTLS server",
+                  extra=versus_stunnel(s, "bulk out"))
             s = b.alternate(server_variants(b, "connect", P["connect"],
                                             "echo", resume=True), "cps")
             table("server mode: handshakes ×%d (1 byte each way)"
                   % P["connect"], s, "conn/s", "%.0f",
                   {"tlsshim server": "≥ 0.90",
                    "tlsshim, epoll server": "≥ 0.90"},
-                  base="native GnuTLS server", extra=versus_stunnel(s))
+                  base="native GnuTLS server",
+                  extra=versus_stunnel(s, "handshakes"))
         if "eventloop" in only:
             log("eventloop ...")
             s = b.alternate(eventloop(b), "secs")
@@ -417,13 +433,13 @@ def main():
         open(args.out, "w").write(text)
 
 
-def versus_stunnel(s):
+def versus_stunnel(s, what):
     """The row that says how far ahead of the tunnel tlsshim is."""
     if "stunnel server" not in s:
         return None
-    return ("| server mode | tlsshim server ÷ stunnel server (paired "
-            "median) | | %.2f | > 1 |" % ratios(s, "stunnel server",
-                                                 "tlsshim server"))
+    return ("| server mode: %s | tlsshim server ÷ stunnel server (paired "
+            "median) | | %.2f | > 1 |" % (what, ratios(s, "stunnel server",
+                                                       "tlsshim server")))
 
 
 def server_variants(b, mode, arg, kind, resume=False):

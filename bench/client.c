@@ -3,7 +3,8 @@
  * makes itself (bench-native, built with -DNATIVE).
  *
  *   bench-client MODE [options] HOST PORT
- *   MODE: bulk BYTES | connect N | pingpong N | hold N | devnull N
+ *   MODE: bulk BYTES | download BYTES | connect N | pingpong N | hold N |
+ *         devnull N
  *
  * One result line on stdout, "key=value ..." (the runner parses it).
  * The plain client never sets TCP_NODELAY: it is the unmodified program
@@ -167,12 +168,12 @@ static void conn_write(struct conn *c, const void *buf, size_t len)
 	}
 }
 
-static void conn_read(struct conn *c, void *buf, size_t len)
+/* One read of at most len bytes: how many came (EOF is an error here). */
+static size_t conn_read_some(struct conn *c, void *buf, size_t len)
 {
-	char *b = buf;
-	while (len) {
+	for (;;) {
 #ifdef NATIVE
-		ssize_t n = gnutls_record_recv(c->s, b, len);
+		ssize_t n = gnutls_record_recv(c->s, buf, len);
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			continue;
 		if (n < 0) {
@@ -181,7 +182,7 @@ static void conn_read(struct conn *c, void *buf, size_t len)
 			exit(1);
 		}
 #else
-		ssize_t n = read(c->fd, b, len);
+		ssize_t n = read(c->fd, buf, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -191,8 +192,17 @@ static void conn_read(struct conn *c, void *buf, size_t len)
 			fprintf(stderr, "bench-client: unexpected EOF\n");
 			exit(1);
 		}
+		return (size_t)n;
+	}
+}
+
+static void conn_read(struct conn *c, void *buf, size_t len)
+{
+	char *b = buf;
+	while (len) {
+		size_t n = conn_read_some(c, b, len);
 		b += n;
-		len -= (size_t)n;
+		len -= n;
 	}
 }
 
@@ -222,6 +232,27 @@ static void bulk(unsigned long long bytes)
 		left -= n;
 	}
 	conn_read(&c, &k, 1);
+	double t = now() - t0;
+	conn_close(&c);
+	printf("bytes=%llu secs=%.6f mibps=%.2f\n", bytes, t,
+	       (double)bytes / t / 1048576.0);
+}
+
+/* The other direction (a source server): ask for BYTES, read them all. */
+static void download(unsigned long long bytes)
+{
+	static char buf[65536];
+	struct conn c;
+	uint64_t hdr = bytes;
+
+	conn_open(&c);
+	double t0 = now();
+	conn_write(&c, &hdr, sizeof hdr);
+	for (unsigned long long left = bytes; left;) {
+		size_t n = left < sizeof buf ? (size_t)left : sizeof buf;
+		n = conn_read_some(&c, buf, n);
+		left -= n;
+	}
 	double t = now() - t0;
 	conn_close(&c);
 	printf("bytes=%llu secs=%.6f mibps=%.2f\n", bytes, t,
@@ -355,7 +386,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: bench-client [-a CAFILE -n NAME -r -D] [-d] [-t] "
-	        "bulk BYTES|connect N|pingpong N|hold N|devnull N "
+	        "bulk BYTES|download BYTES|connect N|pingpong N|hold N|"
+	        "devnull N "
 	        "[HOST PORT]\n");
 	exit(2);
 }
@@ -411,6 +443,8 @@ int main(int argc, char **argv)
 #endif
 	if (strcmp(mode, "bulk") == 0)
 		bulk(arg);
+	else if (strcmp(mode, "download") == 0)
+		download(arg);
 	else if (strcmp(mode, "connect") == 0)
 		connects(arg);
 	else if (strcmp(mode, "pingpong") == 0)

@@ -1,6 +1,6 @@
 /* Benchmark server: a TLS 1.3 (GnuTLS, AES-256-GCM) or plaintext sink/echo.
  *
- *   bench-server [-c cert.pem -k key.pem] [-T] -m sink|echo -p PORTFILE
+ *   bench-server [-c cert.pem -k key.pem] [-T] -m sink|echo|source -p PORTFILE
  *
  * Without -c the server speaks plaintext. -T disables session tickets (so
  * every client handshake is a full one); -R gives every connection a ticket
@@ -9,7 +9,9 @@
  *
  * sink: the client sends an 8-byte little-endian length, then that many
  * bytes; the server answers one byte 'k' once it has them all (repeatable).
- * echo: every byte read is written back, until EOF. */
+ * echo: every byte read is written back, until EOF.
+ * source: the client sends an 8-byte little-endian length; the server
+ * writes that many bytes in 16 KiB writes (repeatable). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,7 +32,8 @@
 static gnutls_certificate_credentials_t xcred;
 static gnutls_priority_t prio;
 static gnutls_datum_t ticket_key;
-static bool tls, tickets = true, echo, rotate;
+static bool tls, tickets = true, rotate;
+static enum { SINK, ECHO, SOURCE } mode;
 
 struct peer {
 	int fd;
@@ -99,7 +102,7 @@ static void *serve(void *arg)
 		if (ret < 0)
 			goto out;
 	}
-	if (echo) {
+	if (mode == ECHO) {
 		ssize_t n;
 		while ((n = peer_read(&p, buf, 65536)) > 0)
 			if (peer_write(&p, buf, (size_t)n) < 0)
@@ -114,6 +117,15 @@ static void *serve(void *arg)
 				if (n <= 0)
 					goto out;
 				got += (size_t)n;
+			}
+			if (mode == SOURCE) {
+				memset(buf, 'x', 16384);
+				for (; want; want -= want < 16384 ? want : 16384)
+					if (peer_write(&p, buf, want < 16384
+					                                ? (size_t)want
+					                                : 16384) < 0)
+						goto out;
+				continue;
 			}
 			while (want) {
 				ssize_t n = peer_read(&p, buf,
@@ -140,13 +152,13 @@ out:
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench-server [-c CERT -k KEY] [-T|-R] "
-	                "-m sink|echo -p PORTFILE\n");
+	                "-m sink|echo|source -p PORTFILE\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *cert = NULL, *key = NULL, *portfile = NULL, *mode = NULL;
+	const char *cert = NULL, *key = NULL, *portfile = NULL, *mname = NULL;
 	int opt;
 
 	while ((opt = getopt(argc, argv, "c:k:TRm:p:")) != -1) {
@@ -155,15 +167,18 @@ int main(int argc, char **argv)
 		case 'k': key = optarg; break;
 		case 'T': tickets = false; break;
 		case 'R': rotate = true; break;
-		case 'm': mode = optarg; break;
+		case 'm': mname = optarg; break;
 		case 'p': portfile = optarg; break;
 		default: usage();
 		}
 	}
-	if (!mode || !portfile || !cert != !key)
+	if (!mname || !portfile || !cert != !key)
 		usage();
-	echo = strcmp(mode, "echo") == 0;
-	if (!echo && strcmp(mode, "sink") != 0)
+	if (strcmp(mname, "echo") == 0)
+		mode = ECHO;
+	else if (strcmp(mname, "source") == 0)
+		mode = SOURCE;
+	else if (strcmp(mname, "sink") != 0)
 		usage();
 	tls = cert != NULL;
 	signal(SIGPIPE, SIG_IGN);
