@@ -191,22 +191,30 @@ greeted() {
 	no_plaintext_reply "$BATS_TEST_TMPDIR/got" "$GREET"
 }
 
-@test "a server preloaded with a bad or missing policy (no launcher check) fails closed: no plaintext client gets a byte" {
-	local f=$BATS_TEST_TMPDIR/p.conf port pol i=0
+@test "a server preloaded with a bad or missing policy (no launcher check) fails closed: no plaintext client gets a byte, nor the program one of its" {
+	local f=$BATS_TEST_TMPDIR/p.conf port pol i=0 rec l
 	printf '[in]\naccept = 6379\ncert = %s\n' "$CERTS/good.pem" >"$f"
 	for pol in "$f" "$BATS_TEST_TMPDIR/missing.conf"; do
 		i=$((i + 1))
 		port=$(srv_free_port)
+		rec=$BATS_TEST_TMPDIR/rec$i
 		rm -f "$BATS_TEST_TMPDIR/port"
+		# -w: the client's request is queued in the kernel before
+		# accept() returns (Linux keeps it readable after SHUT_RD).
 		env LD_PRELOAD="$LIB" TLSSHIM_POLICY="$pol" "$SRVBIN/echo_thread" \
 			-P "$port" -p "$BATS_TEST_TMPDIR/port" -g "$GREET" \
-			-r "$BATS_TEST_TMPDIR/rec$i" -t 30 3>&- \
+			-r "$rec" -t 30 -w 500 3>&- \
 			2>>"$BATS_TEST_TMPDIR/log$i" &
 		echo $! >>"$BATS_FILE_TMPDIR/pids"
 		wait_port_file "$BATS_TEST_TMPDIR/port" || fail "the server did not start: $(cat "$BATS_TEST_TMPDIR/log$i")"
-		greeted "$port"
+		raw_client "$port" --send "PLAINTEXT-REQUEST" --idle 3 \
+			--out "$BATS_TEST_TMPDIR/got"
 		no_plaintext_reply "$BATS_TEST_TMPDIR/got" "$GREET"
 		[[ $(out end) == eof || $(out end) == reset ]] ||
 			fail "policy $pol: a plaintext client was left hanging: $output"
+		l=$(rec_wait_file "$rec" "close ") || fail "policy $pol: the program recorded no end of the connection"
+		[ "$(field "$l" in)" = 0 ] ||
+			fail "policy $pol: the program read the plaintext client's request: $l"
+		[ "$(field "$l" out)" = 0 ] || fail "policy $pol: $l"
 	done
 }

@@ -6,13 +6,15 @@
 # name. One unmodified thread server listens on one port per rule; each
 # client (Python's ssl) is judged by what it negotiated or, when refused,
 # by what it received (not one byte of the greeting) and by what the
-# program recorded (nothing read, greeting write EPIPE, read 0).
+# program recorded (nothing read, greeting write EPIPE, read 0). The
+# badlog rule has a server of its own that waits before each accept, so
+# that the client's ClientHello is already queued when accept() returns.
 
 load server/helpers
 
 GREET="HELLO-FROM-THE-PROGRAM"
 NO_SUITE="the client offers no TLS version and cipher suite the rule allows (see min-version, max-version, priority)"
-RULES="alpnreq alpnopt v13 v12 prio keylog badlog cn"
+RULES="alpnreq alpnopt v13 v12 prio keylog cn badlog"
 
 setup_file() {
 	srv_certs
@@ -20,7 +22,7 @@ setup_file() {
 	for r in $RULES; do
 		port=$(srv_free_port)
 		eval "export PORT_$r=$port"
-		args+=(-P "$port")
+		[ "$r" = badlog ] || args+=(-P "$port")
 	done
 	KEYLOG=$BATS_FILE_TMPDIR/server-keys.log
 	BADLOG=$BATS_FILE_TMPDIR/open-keys.log
@@ -36,13 +38,16 @@ setup_file() {
 		accept_rule prio "127.0.0.1:$PORT_prio" \
 			"priority = NORMAL:-AES-256-GCM:-CHACHA20-POLY1305:-AES-128-CCM"
 		accept_rule keylog "127.0.0.1:$PORT_keylog" "keylog-file = $KEYLOG"
-		accept_rule badlog "127.0.0.1:$PORT_badlog" "keylog-file = $BADLOG"
 		accept_rule cn "127.0.0.1:$PORT_cn" \
 			"client-ca = $CERTS/clients-ca.pem" \
 			"client-name = cnonly.internal, app1"
 	} >"$BATS_FILE_TMPDIR/session.conf"
 	srv_c SRV thread "$BATS_FILE_TMPDIR/session.conf" "${args[@]}" \
 		-g "$GREET" || true
+	accept_rule badlog "127.0.0.1:$PORT_badlog" "keylog-file = $BADLOG" \
+		>"$BATS_FILE_TMPDIR/late.conf"
+	srv_c LATE thread "$BATS_FILE_TMPDIR/late.conf" -P "$PORT_badlog" \
+		-g "$GREET" -w 500 || true
 }
 
 teardown_file() {
@@ -73,20 +78,23 @@ served() {
 
 # dropped RULE REASON CLIENT-ARGS...: the client receives no application
 # byte, the program reads nothing of it and its greeting write fails; one
-# error line for it, holding REASON.
+# error line for it, holding REASON. The server: $S (default SRV).
 dropped() {
-	local rule=$1 reason=$2 p peer l
+	local rule=$1 reason=$2 p peer l n S=${S:-SRV}
 	shift 2
-	srv_need SRV
+	srv_need "$S"
 	p=$(port "$rule")
+	n=$(rec_count "$S" "close ")
 	tls_client talk "$p" --greeting "$GREET" --send "CLIENT-DATA-MARK" "$@"
 	[ "$(out result)" != ok ] || fail "served by rule $rule: $output"
 	[ "$(out app)" = 0 ] || fail "a refused client received application data: $output"
 	peer=$(out local)
 	[ -n "$peer" ] || fail "$output"
-	expect_dropped SRV "$peer" greeting
-	expect_refused SRV "$rule" "$peer" "127.0.0.1:$p"
-	l=$(log_lines SRV " $peer -> 127.0.0.1:$p: " | grep '^tlsshim: error: ')
+	# One client at a time: the next close line is this client's.
+	l=$(rec_next "$S" "close " "$n") || fail "$S recorded no end for $peer"
+	expect_dropped_line "$l" greeting
+	expect_refused "$S" "$rule" "$peer" "127.0.0.1:$p"
+	l=$(log_lines "$S" " $peer -> 127.0.0.1:$p: " | grep '^tlsshim: error: ')
 	[[ $l == *"$reason"* ]] || fail "the refusal does not say '$reason': $l"
 }
 
@@ -151,8 +159,8 @@ dropped() {
 	done <"$ck"
 }
 
-@test "keylog-file that group or others may read: the client is dropped and no secret is written" {
-	dropped badlog "keylog-file $BADLOG: mode 0644"
+@test "keylog-file that group or others may read: the client is dropped, the program reads none of its queued bytes, no secret is written" {
+	S=LATE dropped badlog "keylog-file $BADLOG: mode 0644"
 	[ ! -s "$BADLOG" ] || fail "secrets were written to a world-readable file: $(cat "$BADLOG")"
 }
 

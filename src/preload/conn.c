@@ -147,6 +147,30 @@ int ts_conn_dead_socket(void)
 	return sv[0];
 }
 
+/* Where tlsshim cannot carry a connection, the program gets one that is
+ * over: reads see end of file, writes EPIPE. shutdown() alone is not
+ * enough: Linux keeps what the peer already sent readable after SHUT_RD,
+ * and it ends every other fd of the same socket. So the number is pointed
+ * at a socket whose peer is gone, with its own fd and status flags. If
+ * that cannot be had, the kernel disconnect drops the receive queue. */
+void ts_conn_make_dead(int fd)
+{
+	int fdfl = REAL(fcntl)(fd, F_GETFD), fl = REAL(fcntl)(fd, F_GETFL);
+	int dead = ts_conn_dead_socket();
+
+	if (dead >= 0 &&
+	    REAL(dup3)(dead, fd, fdfl >= 0 && (fdfl & FD_CLOEXEC) ? O_CLOEXEC
+	                                                          : 0) == fd) {
+		if (fl >= 0 && (fl & O_NONBLOCK))
+			(void)REAL(fcntl)(fd, F_SETFL, O_NONBLOCK);
+	} else {
+		ts_conn_disconnect(fd);
+		(void)REAL(shutdown)(fd, SHUT_RDWR);
+	}
+	if (dead >= 0)
+		REAL(close)(dead);
+}
+
 /* connect ------------------------------------------------------------ */
 
 /* Every IPv4/IPv6 stream socket is in scope: TCP, MPTCP (what mptcpize
@@ -425,7 +449,7 @@ void ts_conn_alias(int newfd, struct ts_conn *c)
 		atomic_fetch_sub(&c->nfds, 1);
 		ts_error("%s %s: cannot track duplicated fd %d; closing it",
 		         c->rule->name, c->dest, newfd);
-		REAL(shutdown)(newfd, SHUT_RDWR);
+		ts_conn_make_dead(newfd);
 	}
 }
 

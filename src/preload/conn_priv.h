@@ -37,6 +37,10 @@ int ts_conn_wait_fd(int fd, short events, long long deadline);
  * kept. */
 void ts_conn_disconnect(int fd);
 
+/* The number fd names a socket whose peer is gone from now on (reads see
+ * EOF, writes EPIPE), its flags kept: never the raw connection. */
+void ts_conn_make_dead(int fd);
+
 /* The data path (conn_io.c), for readiness and closing. */
 /* The errno of a failed engine call (a ts_tls_rc), after marking the
  * connection broken for a fatal one. */

@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "conn_async.h"
+#include "conn_priv.h"
 #include "log.h"
 #include "real.h"
 
@@ -47,7 +48,7 @@ void ts_conn_accepted(int fd)
 		/* A policy that did not load might have served this one:
 		 * the program gets a connection that is over. */
 		ts_conn_refuse_failed_policy();
-		(void)REAL(shutdown)(fd, SHUT_RDWR);
+		ts_conn_make_dead(fd);
 		goto out;
 	}
 	if (k < 0) {
@@ -90,7 +91,7 @@ fail:
 	/* The program must not serve this client in plaintext: it sees a
 	 * connection that is over. */
 	ts_error("%s %s -> %s: %s", rule ? rule->name : "accept", p, l, why);
-	(void)REAL(shutdown)(fd, SHUT_RDWR);
+	ts_conn_make_dead(fd);
 out:
 	errno = saved;
 }

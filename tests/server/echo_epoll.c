@@ -7,7 +7,7 @@
  * record file (srv.h).
  *
  *   echo_epoll -r RECORD [-b ADDR] [-P PORT]... [-p PORTFILE] [-g TEXT]
- *              [-t SECONDS] */
+ *              [-t SECONDS] [-w MS] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdbool.h>
@@ -114,6 +114,7 @@ static void step(struct conn *c)
 
 static void accept_all(struct conn *ls)
 {
+	srv_accept_wait(&opts);
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
 
 	srv_options(argc, argv,
 	            "echo_epoll -r RECORD [-b ADDR] [-P PORT]... "
-	            "[-p PORTFILE] [-g TEXT] [-t SECONDS]",
+	            "[-p PORTFILE] [-g TEXT] [-t SECONDS] [-w MS]",
 	            &opts);
 	n = srv_listen(&opts, ls, 1);
 	ep = epoll_create1(EPOLL_CLOEXEC);

@@ -6,7 +6,7 @@
  * forks N children that accept on the inherited listeners, and waits.
  *
  *   echo_thread -r RECORD [-b ADDR] [-P PORT]... [-p PORTFILE] [-g TEXT]
- *               [-t SECONDS] [-f N] */
+ *               [-t SECONDS] [-f N] [-w MS] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -92,6 +92,7 @@ static void *acceptor(void *arg)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
 		pthread_t th;
+		srv_accept_wait(&opts);
 		int fd = accept(ls, (struct sockaddr *)&ss, &sl);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -115,7 +116,7 @@ int main(int argc, char **argv)
 
 	srv_options(argc, argv,
 	            "echo_thread -r RECORD [-b ADDR] [-P PORT]... "
-	            "[-p PORTFILE] [-g TEXT] [-t SECONDS] [-f N]",
+	            "[-p PORTFILE] [-g TEXT] [-t SECONDS] [-f N] [-w MS]",
 	            &opts);
 	n = srv_listen(&opts, ls, 0);
 	for (unsigned i = 0; i < opts.forks; i++) {

@@ -106,7 +106,12 @@ srv_need() {
 # rec_wait NAME TEXT: the last line of NAME.rec containing TEXT, waiting
 # for it at most 10 s.
 rec_wait() {
-	local f=$BATS_FILE_TMPDIR/$1.rec i
+	rec_wait_file "$BATS_FILE_TMPDIR/$1.rec" "$2"
+}
+
+# rec_wait_file FILE TEXT: as rec_wait, for a record file of any name.
+rec_wait_file() {
+	local f=$1 i
 	for i in $(seq 100); do
 		if grep -qF -- "$2" "$f" 2>/dev/null; then
 			grep -F -- "$2" "$f" | tail -n 1
@@ -114,12 +119,14 @@ rec_wait() {
 		fi
 		sleep 0.1
 	done
-	echo "no '$2' in $1.rec: $(tail -n 5 "$f" 2>/dev/null)" >&2
+	echo "no '$2' in $f: $(tail -n 5 "$f" 2>/dev/null)" >&2
 	return 1
 }
 
-rec_count() { # NAME TEXT: the lines of NAME.rec holding TEXT
-	grep -cF -- "$2" "$BATS_FILE_TMPDIR/$1.rec" 2>/dev/null || true
+rec_count() { # NAME TEXT: the lines of NAME.rec holding TEXT (0 before it exists)
+	local n
+	n=$(grep -cF -- "$2" "$BATS_FILE_TMPDIR/$1.rec" 2>/dev/null)
+	echo "${n:-0}"
 }
 
 # rec_next NAME TEXT N: once NAME.rec has more than N lines holding TEXT
@@ -204,9 +211,17 @@ expect_refused() {
 # one byte of the client reached it; with a greeting server, its write
 # failed with EPIPE.
 expect_dropped() {
-	local l want=-
-	[ -z "${3:-}" ] || want=EPIPE
+	local l
 	l=$(rec_wait "$1" "close peer=$2 ") || fail "$1 recorded no end for $2"
+	expect_dropped_line "$l" "${3:-}"
+}
+
+# expect_dropped_line LINE [greeting]: expect_dropped on a close line
+# already found (a connection the program got as one that is over has
+# no peer address to find it by).
+expect_dropped_line() {
+	local l=$1 want=-
+	[ -z "${2:-}" ] || want=EPIPE
 	[ "$(field "$l" in)" = 0 ] || fail "the program read bytes of a dropped client: $l"
 	[ "$(field "$l" end)" = eof ] || fail "the program's read did not return 0 (EOF): $l"
 	[ "$(field "$l" greet)" = "$want" ] ||

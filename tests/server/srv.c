@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "srv.h"
@@ -28,7 +29,7 @@ void srv_options(int argc, char **argv, const char *usage,
 	int opt;
 
 	*o = (struct srv_opts){.bind = "127.0.0.1", .max_seconds = 300};
-	while ((opt = getopt(argc, argv, "b:P:p:r:g:t:f:")) != -1) {
+	while ((opt = getopt(argc, argv, "b:P:p:r:g:t:f:w:")) != -1) {
 		switch (opt) {
 		case 'b': o->bind = optarg; break;
 		case 'P':
@@ -41,6 +42,7 @@ void srv_options(int argc, char **argv, const char *usage,
 		case 'g': o->greeting = optarg; break;
 		case 't': o->max_seconds = (unsigned)atoi(optarg); break;
 		case 'f': o->forks = (unsigned)atoi(optarg); break;
+		case 'w': o->accept_wait_ms = (unsigned)atoi(optarg); break;
 		default: usage_exit(usage);
 		}
 	}
@@ -161,6 +163,14 @@ static void record(const char *line, int n)
 {
 	if (n > 0 && write(record_fd, line, (size_t)n) != n)
 		perror("record");
+}
+
+void srv_accept_wait(const struct srv_opts *o)
+{
+	struct timespec ts = {o->accept_wait_ms / 1000,
+	                      (long)(o->accept_wait_ms % 1000) * 1000000};
+	while (o->accept_wait_ms && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 void srv_note_accept(int fd, const struct sockaddr_storage *acc,

@@ -33,6 +33,8 @@ struct srv_opts {
 	const char *greeting; /* -g TEXT: written first on every connection */
 	unsigned max_seconds; /* -t: the server exits after (default 300) */
 	unsigned forks;       /* -f N: pre-fork, N children accept (thread) */
+	unsigned accept_wait_ms; /* -w MS: wait before each accept (a client's
+	                          * bytes are queued by the time it runs) */
 };
 
 /* Parses argv (exits with usage on error), ignores SIGPIPE, arms the
@@ -44,6 +46,9 @@ void srv_options(int argc, char **argv, const char *usage,
  * file. Returns the number of listeners; exits on failure. */
 int srv_listen(const struct srv_opts *o, int fds[SRV_MAX_LISTEN],
                int nonblock);
+
+/* Sleeps -w MS (if given): called before each accept. */
+void srv_accept_wait(const struct srv_opts *o);
 
 /* "IP:PORT" or "[IPv6]:PORT"; "?" when unknown. */
 void srv_addr(const struct sockaddr_storage *ss, socklen_t len, char *out,
