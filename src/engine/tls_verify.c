@@ -437,30 +437,70 @@ static int client_pin(const struct ts_rule *r, gnutls_x509_crt_t leaf,
 	return -1;
 }
 
-/* A resumed session: the client proved its certificate in the session
- * the ticket came from; its leaf is judged again (names, pins), the CRLs'
- * currency too. */
-static int resumed_leaf(gnutls_session_t s, struct ts_cred *c,
-                        gnutls_x509_crt_t *leaf, char *why, size_t len)
+/* A resumed session carries the chain the client sent in its full
+ * handshake, and GnuTLS verifies nothing when resuming: the chain is
+ * verified again here against client-ca as it is now, at this time (a
+ * certificate that expired, or a CA that was replaced, since), and the
+ * path it validates is judged as a full handshake's is (crl-file: a
+ * certificate revoked since, or refused before but holding a ticket). */
+static int resumed_path(gnutls_session_t s, struct ts_verify *v,
+                        struct ts_cred *c, gnutls_x509_crt_t *path,
+                        unsigned *n, char *why, size_t len)
 {
-	unsigned np = 0;
+	unsigned np = 0, k, status = 0;
 	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &np);
-	time_t now = time(NULL);
+	gnutls_x509_crt_t chain[TS_PATH_MAX];
+	gnutls_x509_trust_list_t tl = NULL;
+	gnutls_typed_vdata_st vd = {
+		.type = GNUTLS_DT_KEY_PURPOSE_OID,
+		.data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
+	};
+	int ret = -1;
 
-	for (size_t i = 0; i < c->ncrls; i++)
-		if (ts_crl_times(&c->crls[i], i, c->rule->crl_file, now, why, len) <
-		    0)
-			return -1;
-	if (!peers || !np || gnutls_x509_crt_init(leaf) < 0) {
+	if (!peers || !np) {
 		snprintf(why, len, "the resumed session carries no client "
 		         "certificate");
 		return -1;
 	}
-	if (gnutls_x509_crt_import(*leaf, &peers[0], GNUTLS_X509_FMT_DER) < 0) {
-		gnutls_x509_crt_deinit(*leaf);
-		snprintf(why, len, "cannot read the client's certificate");
+	if (np > TS_PATH_MAX)
+		np = TS_PATH_MAX;
+	for (k = 0; k < np; k++) {
+		if (gnutls_x509_crt_init(&chain[k]) < 0)
+			break;
+		if (gnutls_x509_crt_import(chain[k], &peers[k],
+		                           GNUTLS_X509_FMT_DER) < 0) {
+			gnutls_x509_crt_deinit(chain[k]);
+			break;
+		}
+	}
+	if (k == np) {
+		gnutls_certificate_get_trust_list(c->xcred, &tl);
+		ts_verify_clear(v);
+		ts_verify_capture(v);
+		ret = gnutls_x509_trust_list_verify_crt2(tl, chain, np, &vd, 1, 0,
+		                                         &status, on_link);
+		ts_verify_capture(NULL);
+	}
+	while (k--)
+		gnutls_x509_crt_deinit(chain[k]);
+	if (ret < 0 || status) {
+		gnutls_datum_t out = {0};
+		if (ret >= 0 && gnutls_certificate_verification_status_print(
+		                        status, GNUTLS_CRT_X509, &out, 0) == 0) {
+			snprintf(why, len, "resumed session: %s", out.data);
+			gnutls_free(out.data);
+			for (size_t e = strlen(why); e && why[e - 1] == ' ';)
+				why[--e] = '\0';
+		} else {
+			snprintf(why, len, "resumed session: the client's "
+			         "certificate chain cannot be verified again");
+		}
 		return -1;
 	}
+	if (build_path(s, v, path, n, why, len) < 0)
+		return -1;
+	if (c->ncrls && ts_cred_check_crls(c, path, *n, why, len) < 0)
+		return -1;
 	return 0;
 }
 
@@ -483,9 +523,8 @@ int ts_verify_client_after(gnutls_session_t s, struct ts_verify *v,
 		goto out;
 	}
 	if (gnutls_session_is_resumed(s)) {
-		if (resumed_leaf(s, c, &path[0], why, whylen) < 0)
+		if (resumed_path(s, v, c, path, &n, why, whylen) < 0)
 			goto out;
-		n = 1;
 	} else {
 		if (build_path(s, v, path, &n, why, whylen) < 0)
 			goto out;

@@ -14,6 +14,8 @@
 #   stranger              app1.internal, signed by other-ca
 #   srvpurpose            app1.internal, server purpose only
 #   cnonly                no SAN, only the common name cnonly.internal
+#   revoked               app1.internal, listed in clients.crl
+#   clients.crl           clients-ca's CRL: revoked
 #   oldclient             app1.internal, expired
 #   *.pin                 each client key's pin-sha256 (base64)
 # Idempotent: oldclient.pin, written last, means the set is complete.
@@ -67,6 +69,12 @@ cert stranger other-ca "$client" "$days" 'dns_name = "app1.internal"'
 cert srvpurpose clients-ca tls_www_server signing_key "$days" \
 	'dns_name = "app1.internal"'
 cert cnonly clients-ca "$client" "$days" 'cn = "cnonly.internal"'
+cert revoked clients-ca "$client" "$days" 'dns_name = "app1.internal"'
+printf 'crl_next_update = 30\ncrl_number = 1\n' >crl.tmpl
+certtool --generate-crl --load-ca-privkey clients-ca.key \
+	--load-ca-certificate clients-ca.pem --load-certificate revoked.pem \
+	--template crl.tmpl --outfile clients.crl >/dev/null 2>&1
+rm -f crl.tmpl
 cert oldclient clients-ca "$client" 'dns_name = "app1.internal"' \
 	'activation_date = "2020-01-01 00:00:00 UTC"' \
 	'expiration_date = "2020-02-01 00:00:00 UTC"'
