@@ -228,6 +228,7 @@ name_policy() {
 }
 @test "stdout_dup2: stdout moved onto the socket is sealed" { carried stdout_dup2; }
 @test "stdio_after: fdopen after connect goes through the session" { carried stdio_after; }
+@test "_IO_fdopen: glibc's old name of fdopen, after connect, goes through the session" { carried _IO_fdopen; }
 
 # exec and spawn: an inherited upgraded fd reaches no program raw.
 @test "exec: the new program gets a closed socket, one error line" {

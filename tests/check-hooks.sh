@@ -6,8 +6,13 @@
 #   2. a syscall() route: where the kernel has a system call NAME, the
 #      syscall hook's switch sends SYS_NAME through the hook, or NAME is
 #      listed below with the reason it need not be (a program can make
-#      the call through syscall(2) and pass every libc door).
-# usage: check-hooks.sh libtlsshim.sym hook_syscall.c libc.so.6 CC...
+#      the call through syscall(2) and pass every libc door);
+#   3. the version script and the code agree: every function the preload's
+#      objects give default visibility (TS_EXPORT) is in the script, and
+#      every name in it is such a function (a hook left out of the script
+#      is silently not a hook).
+# usage: TS_HOOK_ARCHIVES=A.a:B.a check-hooks.sh libtlsshim.sym
+#        hook_syscall.c libc.so.6 CC...
 set -eu
 sym=$1 sw=$2 libc=$3
 shift 3
@@ -62,6 +67,21 @@ for h in $hooks; do
 	echo "$h is hooked but syscall(SYS_$h, ...) passes no hook: route it" \
 		"in $sw (or say here why it need not be)"
 	bad=1
+done
+# 3: TS_EXPORT functions of the preload's archives against the script.
+[ -n "${TS_HOOK_ARCHIVES:-}" ] || { echo "TS_HOOK_ARCHIVES is not set" >&2; exit 1; }
+exported=$(printf '%s\n' "$TS_HOOK_ARCHIVES" | tr ':' '\n' |
+	xargs readelf -sW |
+	awk '$4 == "FUNC" && $5 == "GLOBAL" && $6 == "DEFAULT" && $7 != "UND" { print $8 }' |
+	sort -u)
+[ -n "$exported" ] || { echo "no exported functions in $TS_HOOK_ARCHIVES" >&2; exit 1; }
+for h in $exported; do
+	printf '%s\n' "$hooks" | grep -qx "$h" ||
+		{ echo "$h is TS_EXPORT but not in $sym: it is no hook"; bad=1; }
+done
+for h in $hooks; do
+	printf '%s\n' "$exported" | grep -qx "$h" ||
+		{ echo "$h is in $sym but no function of the preload exports it"; bad=1; }
 done
 # An exemption for a name that is no longer hooked is stale.
 printf '%s\n' "$unrouted" | while read -r n _; do

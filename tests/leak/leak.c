@@ -734,6 +734,20 @@ static int t_stdio_after(void)
 	return expect_echo(fd, MARK, MARKLEN, "stdio after connect");
 }
 
+/* glibc's old internal name of fdopen, still exported. */
+extern FILE *_IO_fdopen(int fd, const char *mode);
+
+static int t__IO_fdopen(void)
+{
+	int fd = tap_connect();
+	FILE *f = fd >= 0 ? _IO_fdopen(fd, "r+") : NULL;
+	if (!f)
+		return 1;
+	if (fputs(MARK, f) < 0 || fflush(f) != 0)
+		return fail("fputs/fflush: %s", strerror(errno));
+	return expect_echo(fd, MARK, MARKLEN, "_IO_fdopen after connect");
+}
+
 /* ---- exec and spawn ---- */
 
 static char shcmd[256];
@@ -1027,7 +1041,7 @@ static const struct test tests[] = {
 	T(copy_file_range), T(tee), T(vmsplice), T(mq_send), T(aio_write),
 	T(aio_read), T(lio_listio), T(rexec), T(rcmd),
 	T(io_submit), T(io_uring_setup),
-	T(stdio_before), T(stdout_dup2), T(stdio_after),
+	T(stdio_before), T(stdout_dup2), T(stdio_after), T(_IO_fdopen),
 	T(exec), T(execle), T(exec_failed), T(vfork_exec), T(posix_spawn), T(system),
 	T(popen), T(scm_rights),
 	T(fork_syscall), T(_Fork), T(clone), T(vfork_write), T(fork_split),

@@ -43,7 +43,7 @@ static int cookie_close(void *cookie)
 	return close((int)(intptr_t)cookie);
 }
 
-TS_EXPORT FILE *fdopen(int fd, const char *mode)
+static FILE *stream_on(int fd, const char *mode)
 {
 	struct ts_conn *c = ts_conn_get(fd);
 	if (!c)
@@ -69,6 +69,17 @@ TS_EXPORT FILE *fdopen(int fd, const char *mode)
 		ts_stdio_own(f);
 	}
 	return f;
+}
+
+TS_EXPORT FILE *fdopen(int fd, const char *mode)
+{
+	return stream_on(fd, mode);
+}
+
+/* glibc exports fdopen under its old internal name too: the same door. */
+TS_EXPORT FILE *_IO_fdopen(int fd, const char *mode)
+{
+	return stream_on(fd, mode);
 }
 
 TS_EXPORT int fclose(FILE *f)
