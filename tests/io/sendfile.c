@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -91,8 +92,36 @@ static void do_splice(void)
 	close(fd);
 }
 
+/* A socket as the source: the kernel refuses sendfile and splice from
+ * one socket to another (EINVAL), and the source keeps its bytes. */
+static void do_socket_source(void)
+{
+	static const char mark[] = "socket-source-mark";
+	int dst = io_connect(io_port(NULL)), src = io_connect(io_port(NULL));
+	char got[sizeof mark];
+	if (dst < 0 || src < 0)
+		return;
+	bool ok = io_write_all(src, mark, sizeof mark - 1);
+	struct pollfd pfd = {.fd = src, .events = POLLIN};
+	ok = ok && poll(&pfd, 1, 10000) == 1; /* its echo is waiting */
+	errno = 0;
+	ssize_t r = sendfile(dst, src, NULL, sizeof mark - 1);
+	CHECK(r < 0 && errno == EINVAL, "sendfile from a socket: -1 EINVAL (got %zd, %s)",
+	      r, strerror(errno));
+	errno = 0;
+	r = splice(src, NULL, dst, NULL, sizeof mark - 1, 0);
+	CHECK(r < 0 && errno == EINVAL, "splice from a socket to a socket: -1 EINVAL (got %zd, %s)",
+	      r, strerror(errno));
+	ok = ok && io_read_all(src, got, sizeof mark - 1) &&
+	     memcmp(got, mark, sizeof mark - 1) == 0;
+	CHECK(ok, "the source socket still has all its bytes");
+	close(src);
+	close(dst);
+}
+
 static const struct io_case cases[] = {
 	IO_CASE("sendfile", do_sendfile), IO_CASE("splice", do_splice),
+	IO_CASE("socket-source", do_socket_source),
 	{0},
 };
 

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -39,13 +40,27 @@ static ssize_t send_all(struct ts_conn *c, int out, const char *buf, size_t n)
 	return (ssize_t)sent;
 }
 
+static bool is_kind(int fd, mode_t kind)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == kind;
+}
+
 /* Read up to len from in (at *off when off is given) and send it on the
- * session. Returns bytes moved, or -1 with errno when nothing moved. */
+ * session. Returns bytes moved, or -1 with errno when nothing moved. A
+ * socket as the source is refused as the kernel refuses it (EINVAL):
+ * read raw, it would move an unverified client's bytes, or a session's
+ * ciphertext, into this one. */
 static ssize_t copy_out(struct ts_conn *c, int out, int in, off64_t *off,
                         size_t len)
 {
 	char buf[COPY_CHUNK];
 	size_t done = 0;
+
+	if (is_kind(in, S_IFSOCK)) {
+		errno = EINVAL;
+		return -1;
+	}
 
 	while (done < len) {
 		size_t want = len - done < sizeof buf ? len - done : sizeof buf;
@@ -117,10 +132,14 @@ TS_EXPORT ssize_t splice(int in, off64_t *off_in, int out, off64_t *off_out,
 		ts_raw_end(&m);
 		return r;
 	}
-	if (cout) {
+	if (!is_kind(cout ? in : out, S_IFIFO)) {
+		/* The kernel splices only to or from a pipe. */
+		errno = EINVAL;
+		r = -1;
+	} else if (cout) {
 		r = copy_out(cout, out, in, off_in, len);
 	} else {
-		/* From the session into a pipe or file. */
+		/* From the session into a pipe. */
 		char buf[COPY_CHUNK];
 		r = ts_conn_recv(cin, in, buf, len < sizeof buf ? len : sizeof buf,
 		                 (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0);
