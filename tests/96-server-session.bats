@@ -175,3 +175,9 @@ dropped() {
 	dropped cn "the client's certificate (app1.internal) names no identity client-name allows" \
 		--cert "$CERTS/app1.pem" --key "$CERTS/app1.key"
 }
+
+@test "client-name: a SAN too long to read still rules out the common name" {
+	# longsan's CN is cnonly.internal (listed); its one DNS SAN is 305 bytes.
+	dropped cn "names no identity client-name allows" \
+		--cert "$CERTS/longsan.pem" --key "$CERTS/longsan.key"
+}

@@ -373,8 +373,14 @@ static int cert_name(gnutls_x509_crt_t crt, unsigned *seq, char *buf,
 		}
 		if (t == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
 			break;
-		if (t < 0 && t != GNUTLS_E_SHORT_MEMORY_BUFFER)
-			break;
+		if (t < 0) {
+			/* An entry that cannot be read (too long for any
+			 * name, or broken) may be a DNS name or URI: it
+			 * rules out the CN, and names nothing itself. */
+			*cn_only = false;
+			if (t != GNUTLS_E_SHORT_MEMORY_BUFFER)
+				break;
+		}
 	}
 	/* No name in the SAN: the CN, once. */
 	if (!*cn_only)

@@ -14,6 +14,7 @@
 #   stranger              app1.internal, signed by other-ca
 #   srvpurpose            app1.internal, server purpose only
 #   cnonly                no SAN, only the common name cnonly.internal
+#   longsan               CN cnonly.internal and one DNS SAN of 305 bytes
 #   revoked               app1.internal, listed in clients.crl
 #   clients.crl           clients-ca's CRL: revoked
 #   oldclient             app1.internal, expired
@@ -69,6 +70,9 @@ cert stranger other-ca "$client" "$days" 'dns_name = "app1.internal"'
 cert srvpurpose clients-ca tls_www_server signing_key "$days" \
 	'dns_name = "app1.internal"'
 cert cnonly clients-ca "$client" "$days" 'cn = "cnonly.internal"'
+l60=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+cert longsan clients-ca "$client" "$days" 'cn = "cnonly.internal"' \
+	"dns_name = \"$l60.$l60.$l60.$l60.$l60.internal\""
 cert revoked clients-ca "$client" "$days" 'dns_name = "app1.internal"'
 printf 'crl_next_update = 30\ncrl_number = 1\n' >crl.tmpl
 certtool --generate-crl --load-ca-privkey clients-ca.key \
