@@ -218,3 +218,22 @@ greeted() {
 		[ "$(field "$l" out)" = 0 ] || fail "policy $pol: $l"
 	done
 }
+
+@test "accept = 0.0.0.0:PORT and [::]:PORT (a listener on any address) serve TLS on every local address, never plaintext" {
+	local f=$BATS_TEST_TMPDIR/any.conf p4 p6 p
+	p4=$(srv_free_port) p6=$(srv_free_port)
+	{
+		accept_rule any4 "0.0.0.0:$p4"
+		accept_rule any6 "[::]:$p6"
+	} >"$f"
+	run timeout 10 "$TLSSHIM" --check "$f"
+	[ "$status" -eq 0 ] || fail "$output"
+	srv_c ANY thread "$f" -P "$p4" -P "$p6" -g "$GREET" -t 60 ||
+		fail "the server did not start: $(cat "$BATS_FILE_TMPDIR/ANY.log")"
+	for p in "$p4" "$p6"; do
+		tls_client talk "$p" --greeting "$GREET"
+		[ "$(out result)" = ok ] || fail "port $p: $output"
+		greeted "$p"
+		no_plaintext_reply "$BATS_TEST_TMPDIR/got" "$GREET"
+	done
+}

@@ -967,6 +967,22 @@ static int parse_accept(struct parser *ps, const struct key *k, void *obj,
 	r->server = true;
 	for (size_t i = first; i < r->nmatches; i++) {
 		struct ts_match *m = &r->matches[i];
+		static const uint8_t zero[16];
+		if (m->kind == TS_MATCH_ADDR &&
+		    m->prefix == (m->family == AF_INET ? 32u : 128u) &&
+		    !memcmp(m->addr, zero, m->family == AF_INET ? 4 : 16)) {
+			/* 0.0.0.0:PORT and [::]:PORT name a listener bound to
+			 * any address, as in the program's own configuration;
+			 * no accepted connection has that local address, so
+			 * taken literally they would serve nothing: any IPv4
+			 * address, and any address ([::] listeners take IPv4
+			 * too, as v4-mapped, which is IPv4 here). */
+			if (m->family == AF_INET)
+				m->prefix = 0;
+			else
+				m->kind = TS_MATCH_PORT;
+			continue;
+		}
 		if (m->kind != TS_MATCH_HOST && m->kind != TS_MATCH_WILDCARD)
 			continue;
 		perr(ps, v->col, "bad accept entry '%.64s': a local address "
