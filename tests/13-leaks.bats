@@ -112,6 +112,8 @@ carried() {
 # Addresses and sockets that must not escape matching.
 @test "v6len24: connect() with a 24-byte sockaddr_in6 is matched" { carried v6len24; }
 @test "v6len24_mapped: a 24-byte v4-mapped address is matched as IPv4" { carried v6len24_mapped; }
+@test "any4: connect() to 0.0.0.0 (Linux: loopback) is matched as 127.0.0.1" { carried any4; }
+@test "any4_mapped: connect() to ::ffff:0.0.0.0 is matched as 127.0.0.1" { carried any4_mapped; }
 @test "mptcp: an MPTCP socket is upgraded like TCP" { carried mptcp; }
 @test "fastopen_connect: TCP_FASTOPEN_CONNECT's first write is the ClientHello" { carried fastopen_connect; }
 @test "sendto_fastopen: MSG_FASTOPEN is an implicit connect" { carried sendto_fastopen; }

@@ -369,6 +369,49 @@ fail:
 	return refused(result);
 }
 
+/* Where the kernel really connects: Linux takes the unspecified address
+ * (0.0.0.0, ::, ::ffff:0.0.0.0) as the socket's own bound address, else
+ * loopback. Matched as written, a connect to 0.0.0.0 would reach
+ * 127.0.0.1 past a rule for it, in plaintext. */
+static void kernel_target(int fd, struct ts_dest *d)
+{
+	static const uint8_t zero[16];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	struct ts_dest own;
+
+	if (memcmp(d->addr, zero, d->family == AF_INET ? 4 : 16) != 0)
+		return;
+	bool own_ok = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	              ts_dest_from_sockaddr((struct sockaddr *)&ss, sl, &own) ==
+	                      0 &&
+	              own.family == d->family &&
+	              memcmp(own.addr, zero, own.family == AF_INET ? 4 : 16);
+	if (d->family == AF_INET && own_ok) {
+		memcpy(d->addr, own.addr, 4);
+	} else if (d->family == AF_INET) {
+		static const uint8_t lo4[4] = {127, 0, 0, 1};
+		memcpy(d->addr, lo4, 4);
+	} else {
+		/* IPv6: loopback (tcp_v6_connect), v4-mapped loopback on
+		 * a socket bound to a v4-mapped address. */
+		sl = sizeof ss;
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+		    ts_dest_from_sockaddr((struct sockaddr *)&ss, sl, &own) ==
+		            0 &&
+		    own.mapped) {
+			static const uint8_t lo4[4] = {127, 0, 0, 1};
+			d->family = AF_INET;
+			d->mapped = true;
+			memset(d->addr, 0, sizeof d->addr);
+			memcpy(d->addr, lo4, 4);
+		} else {
+			memset(d->addr, 0, sizeof d->addr);
+			d->addr[15] = 1;
+		}
+	}
+}
+
 int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
                     int *result)
 {
@@ -378,6 +421,7 @@ int ts_conn_connect(int fd, const struct sockaddr *sa, socklen_t len,
 
 	if (!sa || ts_dest_from_sockaddr(sa, len, &d) < 0)
 		return 1;
+	kernel_target(fd, &d);
 	ts_state_init();
 	if (ts_state.failed)
 		return is_inet_stream(fd) ? refused_by_failed_policy(result) : 1;

@@ -175,6 +175,25 @@ static int t_v6len24_mapped(void)
 	return connect_echo(fd, &in6, 24, "v4-mapped, 24 bytes");
 }
 
+/* The unspecified address: Linux connects to loopback (or the socket's
+ * own bound address), so the rule for 127.0.0.1 is the one that holds. */
+static int t_any4(void)
+{
+	struct sockaddr_in in = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port("LEAK_PORT"))};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	return connect_echo(fd, &in, sizeof in, "0.0.0.0");
+}
+
+static int t_any4_mapped(void)
+{
+	struct sockaddr_in6 in6 = {.sin6_family = AF_INET6,
+	                           .sin6_port = htons((uint16_t)port("LEAK_PORT"))};
+	inet_pton(AF_INET6, "::ffff:0.0.0.0", &in6.sin6_addr);
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	return connect_echo(fd, &in6, sizeof in6, "::ffff:0.0.0.0");
+}
+
 static int t_mptcp(void)
 {
 	struct sockaddr_in in;
@@ -1027,7 +1046,7 @@ struct test {
 
 #define T(n) {#n, t_##n}
 static const struct test tests[] = {
-	T(v6len24), T(v6len24_mapped), T(mptcp), T(fastopen_connect),
+	T(v6len24), T(v6len24_mapped), T(any4), T(any4_mapped), T(mptcp), T(fastopen_connect),
 	T(sendto_fastopen),
 	T(sendmsg_fastopen), T(sendmmsg_fastopen), T(sendmsg_fastopen_v6len24),
 	T(name_mapped), T(name_v4), T(name_after_many),
