@@ -105,9 +105,10 @@ dropped() {
 	[ "$(out alpn)" = h2 ] || fail "$output"
 }
 
-@test "alpn-required: a client offering none of the rule's protocols is dropped" {
+@test "alpn-required: a client offering none of the rule's protocols is dropped, with the no_application_protocol alert (RFC 7301)" {
 	dropped alpnreq "alpn-required: the client offered none of the rule's protocols" \
 		--alpn imap
+	[[ $output == *no_application_protocol* ]] || fail "not the no_application_protocol alert: $output"
 }
 
 @test "alpn-required: a client offering no ALPN at all is dropped" {

@@ -63,6 +63,8 @@ struct ts_tls {
 	bool server;              /* tlsshim serves: an accept rule */
 	char identity[256];       /* the client the rule allowed */
 	char reason[512];
+	/* The alert a refusal after the handshake sends (0: bad_certificate). */
+	int refuse_alert;
 	const struct ts_rule *rule;
 	struct ts_cred *cred;     /* the rule's credentials (a reference) */
 	struct ts_verify verify;  /* the chain GnuTLS verified (tls_verify.c) */

@@ -159,7 +159,10 @@ void ts_tls_set_reason(struct ts_tls *t, int ret)
 	}
 	if (ret == GNUTLS_E_PREMATURE_TERMINATION) {
 		snprintf(t->reason, sizeof t->reason,
-		         "the server closed the connection");
+		         t->server ? "the client closed the connection during "
+		                     "the handshake (it may not trust this "
+		                     "server's certificate)"
+		                   : "the server closed the connection");
 		return;
 	}
 	snprintf(t->reason, sizeof t->reason, "%s", gnutls_strerror(ret));

@@ -193,6 +193,7 @@ static int check_alpn(struct ts_tls *t)
 
 	if (gnutls_alpn_get_selected_protocol(t->s, &sel) == 0)
 		return 0;
+	t->refuse_alert = GNUTLS_A_NO_APPLICATION_PROTOCOL; /* RFC 7301 */
 	snprintf(t->reason, sizeof t->reason,
 	         t->server ? "alpn-required: the client offered none of the "
 	                     "rule's protocols (ALPN)"
@@ -289,7 +290,9 @@ static int handshake_locked(struct ts_tls *t, char *err, size_t errlen)
 			return TS_TLS_OK;
 		}
 		(void)gnutls_alert_send(t->s, GNUTLS_AL_FATAL,
-		                        GNUTLS_A_BAD_CERTIFICATE);
+		                        t->refuse_alert ? (gnutls_alert_description_t)
+		                                                  t->refuse_alert
+		                                        : GNUTLS_A_BAD_CERTIFICATE);
 		snprintf(err, errlen, "%s", t->reason);
 		errno = ECONNREFUSED;
 		return TS_TLS_ERR;
