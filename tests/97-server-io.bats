@@ -12,12 +12,15 @@ load server/helpers
 
 setup_file() {
 	srv_certs
-	IO_PORT=$(srv_free_port)
-	export IO_PORT
-	accept_rule io-in "127.0.0.1:$IO_PORT" >"$BATS_FILE_TMPDIR/io.conf"
+	IO_PORT=$(srv_free_port) SHUT_PORT=$(srv_free_port)
+	export IO_PORT SHUT_PORT
+	accept_rule io-in "127.0.0.1:$IO_PORT, 127.0.0.1:$SHUT_PORT" \
+		>"$BATS_FILE_TMPDIR/io.conf"
 	srv_run IO "$BATS_FILE_TMPDIR/io.conf" \
-		python3 "$SRV/serverio.py" serve "$IO_PORT" "$BATS_FILE_TMPDIR/IO.rec"
+		python3 "$SRV/serverio.py" serve "$IO_PORT" "$BATS_FILE_TMPDIR/IO.rec" \
+		--shut-first "$SHUT_PORT"
 	srv_wait IO listening "$IO_PORT" || true
+	srv_wait IO listening "$SHUT_PORT" || true
 }
 
 teardown_file() {
@@ -25,16 +28,16 @@ teardown_file() {
 }
 
 # io CASE [ARGS]: the client's check of CASE; then the record line of
-# CASE, in $line.
+# CASE, in $line. PORT: the server's port (default IO_PORT).
 io() {
 	srv_need IO
-	local n
+	local n port=${PORT:-$IO_PORT}
 	n=$(rec_count IO "$1 ")
-	run timeout 60 python3 "$SRV/serverio.py" check "$1" "$IO_PORT" \
+	run timeout 60 python3 "$SRV/serverio.py" check "$1" "$port" \
 		--ca "$CERTS/ca.pem" "${@:2}"
 	[ "$(out result)" = ok ] || fail "case $1: $output; record: $(tail -n 3 "$BATS_FILE_TMPDIR/IO.rec" 2>/dev/null)"
 	line=$(rec_next IO "$1 " "$n") || fail "the server recorded nothing for $1"
-	expect_verified IO io-in "$(out local)" "127.0.0.1:$IO_PORT" \
+	expect_verified IO io-in "$(out local)" "127.0.0.1:$port" \
 		"no client certificate asked"
 }
 
@@ -74,4 +77,10 @@ io() {
 	[[ $line =~ ^nonblock\ read=3001\ sent=4194304\ partial=([0-9]+)\ eagain=[0-9]+$ ]] ||
 		fail "$line"
 	[ "${BASH_REMATCH[1]}" -gt 0 ] || fail "no send came back partial: the path was not tried: $line"
+}
+
+@test "shutdown(SHUT_WR) before any other call: the handshake completes first, then the client reads a clean end of stream and the server still reads" {
+	PORT=$SHUT_PORT io shutfirst
+	[ "$(out eof)" = clean ] || fail "$output"
+	[ "$line" = "shutfirst got=shutfirst" ] || fail "$line"
 }

@@ -386,20 +386,11 @@ int ts_conn_async_step(struct ts_conn *c)
 	return rv;
 }
 
-int ts_conn_async_gate(struct ts_conn *c, int flags)
+/* Steps the handshake to its end (READY or BROKEN), waiting for the fd,
+ * bounded by the handshake deadline. */
+static void finish(struct ts_conn *c)
 {
-	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
-
-	if (c->state != TS_CONN_HANDSHAKING)
-		return 0;
 	while (ts_conn_async_step(c) == 1) {
-		if (nb) {
-			/* As the kernel answers on a socket still connecting. */
-			errno = EAGAIN;
-			return -1;
-		}
-		/* Made blocking since connect: a blocking call waits for the
-		 * connection, bounded by the handshake deadline. */
 		if (!c->hs_want) {
 			/* The connecting thread is about to issue it. */
 			struct timespec ms = {0, 1000000};
@@ -408,7 +399,32 @@ int ts_conn_async_gate(struct ts_conn *c, int flags)
 		}
 		(void)ts_conn_wait_fd(c->fd, c->hs_want, c->hs_deadline);
 	}
+}
+
+int ts_conn_async_gate(struct ts_conn *c, int flags)
+{
+	bool nb = c->nonblock || (flags & MSG_DONTWAIT);
+
+	if (c->state != TS_CONN_HANDSHAKING)
+		return 0;
+	if (nb) {
+		/* As the kernel answers on a socket still connecting. */
+		if (ts_conn_async_step(c) == 1) {
+			errno = EAGAIN;
+			return -1;
+		}
+		return 0;
+	}
+	/* Made blocking since connect: a blocking call waits for the
+	 * connection, bounded by the handshake deadline. */
+	finish(c);
 	return 0; /* ready, or BROKEN: the data path says which errno */
+}
+
+void ts_conn_async_finish(struct ts_conn *c)
+{
+	if (c->state == TS_CONN_HANDSHAKING)
+		finish(c);
 }
 
 /* The error a failed handshake left to report, taken once. */

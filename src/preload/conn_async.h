@@ -71,6 +71,11 @@ int ts_conn_async_step(struct ts_conn *c);
  * MSG_DONTWAIT) waits for the handshake instead. */
 int ts_conn_async_gate(struct ts_conn *c, int flags);
 
+/* The handshake to its end whatever the fd's mode, bounded by its
+ * deadline: for calls that must come after it (shutdown's close_notify
+ * and FIN). */
+void ts_conn_async_finish(struct ts_conn *c);
+
 /* getsockopt(fd, SOL_SOCKET, SO_ERROR). */
 int ts_conn_async_so_error(struct ts_conn *c, int fd, void *val,
                            socklen_t *len);

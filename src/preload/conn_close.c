@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "conn_async.h"
 #include "conn_priv.h"
 #include "log.h"
 #include "real.h"
@@ -78,8 +79,10 @@ static void close_session(struct ts_conn *c, int kfd)
 int ts_conn_shutdown(struct ts_conn *c, int fd, int how)
 {
 	/* The peer learns of our half-close from close_notify first, then
-	 * from the FIN. */
+	 * from the FIN; both after the handshake (a FIN before it would end
+	 * the session before it began). */
 	if (how == SHUT_WR || how == SHUT_RDWR) {
+		ts_conn_async_finish(c);
 		pthread_mutex_lock(&c->send_lock);
 		if (!ts_fd_holds(fd, &c->ent)) {
 			pthread_mutex_unlock(&c->send_lock);

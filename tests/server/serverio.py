@@ -2,9 +2,11 @@
 """The libc paths an unmodified server uses on an accepted connection,
 for the server-mode tests (tests/97-server-io.bats).
 
-  serverio.py serve PORT RECORD
+  serverio.py serve PORT RECORD [--shut-first PORT2]
       A plaintext server (run under tlsshim with an accept rule) on
-      127.0.0.1:PORT, a thread per connection. The client's first line
+      127.0.0.1:PORT, a thread per connection. On PORT2, before any other
+      call on the connection, it shuts its writing down (SHUT_WR), then
+      reads a line and records "shutfirst got=LINE". The client's first line
       names a case; the server acts it out with ordinary socket and os
       calls (dup, sendfile, shutdown, fork, setsockopt/getsockopt,
       non-blocking I/O with select) and appends what it saw to RECORD,
@@ -147,6 +149,16 @@ class Server:
         self.note("nonblock read=%d sent=%d partial=%d eagain=%d" % (
             len(got), sent, partial, again))
 
+    def shut_first(self, c):
+        try:
+            c.shutdown(socket.SHUT_WR)
+            got = read_line(c).strip().decode(errors="replace")
+            self.note("shutfirst got=%s" % (got or "-"))
+        except OSError as e:
+            self.note("shutfirst error=%s" % str(e).replace(" ", "_"))
+        finally:
+            c.close()
+
     def serve_one(self, c):
         try:
             words = read_line(c).decode(errors="replace").split()
@@ -161,16 +173,21 @@ class Server:
             except OSError:
                 pass
 
-    def run(self, port):
+    def listen_on(self, port, handler):
         ls = socket.socket()
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind(("127.0.0.1", port))
         ls.listen(64)
-        print("listening", flush=True)
         while True:
             c, _ = ls.accept()
-            threading.Thread(target=self.serve_one, args=(c,),
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+    def run(self, port, shut_port):
+        if shut_port:
+            threading.Thread(target=self.listen_on,
+                             args=(shut_port, self.shut_first),
                              daemon=True).start()
+        self.listen_on(port, self.serve_one)
 
 
 # -- the client --------------------------------------------------------
@@ -220,6 +237,11 @@ def check(a):
         out["got"] = repr(got[:80]).replace(" ", "_")
         ok = got.startswith(b"from-child ") and \
             got.endswith(b"child-read hello-child\nEND\n")
+    elif a.case == "shutfirst":
+        # The request line went first; the server shut its side at once.
+        rest = s.recv(100)
+        out["eof"] = "clean" if rest == b"" else repr(rest)
+        ok = rest == b""
     elif a.case == "sockopt":
         got = read_all(s).decode()
         out["reply"] = got.splitlines()[0] if got else "-"
@@ -247,15 +269,16 @@ def main():
     sv = sub.add_parser("serve")
     sv.add_argument("port", type=int)
     sv.add_argument("record")
+    sv.add_argument("--shut-first", type=int)
     ck = sub.add_parser("check")
     ck.add_argument("case", choices=["dup", "sendfile", "shutdown", "fork",
-                                     "sockopt", "nonblock"])
+                                     "sockopt", "nonblock", "shutfirst"])
     ck.add_argument("port", type=int)
     ck.add_argument("--ca", required=True)
     ck.add_argument("--file")
     a = p.parse_args()
     if a.cmd == "serve":
-        Server(a.record).run(a.port)
+        Server(a.record).run(a.port, a.shut_first)
         return True
     try:
         return check(a)
