@@ -88,8 +88,15 @@ struct ts_tls_xfer {
 	int pull_errno;   /* errno of the last failed pull, 0 if none */
 	int push_errno;
 	bool pull_eagain; /* the transport itself said EAGAIN */
+	/* What this thread had under way when it entered (a signal
+	 * handler's call): back in place at leave. */
+	struct ts_tls_xfer *prev;
+	struct ts_tls *prev_holding;
 };
 extern __thread struct ts_tls_xfer *ts_tls_cur;
+/* The session whose lock this thread holds (none while a transport call
+ * waits in the kernel with it dropped). */
+extern __thread struct ts_tls *ts_tls_holding;
 
 /* GnuTLS lets one thread send while another receives, but a TLS 1.3
  * KeyUpdate then races: updating one direction's keys copies the whole
@@ -106,16 +113,43 @@ extern __thread struct ts_tls_xfer *ts_tls_cur;
  *    the program's own recv would (SO_RCVTIMEO, SA_RESTART, EINTR).
  * A single-threaded process cannot interleave, and keeps the one
  * blocking recv per wait. */
-static inline void ts_tls_enter(struct ts_tls *t, struct ts_tls_xfer *x)
+/* false: this thread holds t's lock already, in the middle of a GnuTLS
+ * call on t (a signal handler's call): the caller answers TS_TLS_INTR
+ * rather than wait for its own thread or step GnuTLS inside itself. */
+static inline bool ts_tls_enter(struct ts_tls *t, struct ts_tls_xfer *x)
 {
+	if (ts_tls_holding == t)
+		return false;
 	pthread_mutex_lock(&t->lock);
+	x->prev = ts_tls_cur;
+	x->prev_holding = ts_tls_holding;
 	ts_tls_cur = x;
+	ts_tls_holding = t;
+	return true;
 }
 
 static inline void ts_tls_leave(struct ts_tls *t)
 {
-	ts_tls_cur = NULL;
+	struct ts_tls_xfer *x = ts_tls_cur;
+	ts_tls_cur = x ? x->prev : NULL;
+	ts_tls_holding = x ? x->prev_holding : NULL;
 	pthread_mutex_unlock(&t->lock);
+}
+
+int ts_tls_intr(void);
+
+/* Around a transport wait in the kernel: the lock is dropped, so a
+ * signal handler's call may take it meanwhile. */
+static inline void ts_tls_drop(struct ts_tls *t)
+{
+	ts_tls_holding = NULL;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static inline void ts_tls_retake(struct ts_tls *t)
+{
+	pthread_mutex_lock(&t->lock);
+	ts_tls_holding = t;
 }
 
 /* The socket a transport call uses: read at every call, so one waiting

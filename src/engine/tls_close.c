@@ -35,7 +35,8 @@ static int close_notify_locked(struct ts_tls *t)
 int ts_tls_close_notify(struct ts_tls *t, int fd)
 {
 	struct ts_tls_xfer x = {.fd = fd, .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL};
-	ts_tls_enter(t, &x);
+	if (!ts_tls_enter(t, &x))
+		return ts_tls_intr();
 	int rc = close_notify_locked(t);
 	ts_tls_leave(t);
 	return rc;
@@ -121,8 +122,7 @@ bool ts_tls_close_drain(struct ts_tls *t, int fd, bool unread,
 	if (ts_tls_io.getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 &&
 	    l.l_onoff && !l.l_linger)
 		return true;
-	if (!unread) {
-		ts_tls_enter(t, &x);
+	if (!unread && ts_tls_enter(t, &x)) {
 		unread = drain_locked(t, ts_now_ms() + timeout_ms) == DRAINED_DATA;
 		ts_tls_leave(t);
 	}
@@ -140,8 +140,9 @@ int ts_tls_close_linger(struct ts_tls *t, int fd, bool closing,
 	long long deadline = ts_now_ms() + timeout_ms;
 	int step = 1, rc = TS_TLS_OK;
 
+	if (!ts_tls_enter(t, &x))
+		return ts_tls_intr();
 	ts_nodelay_push(fd);
-	ts_tls_enter(t, &x);
 	enum drained d = drain_locked(t, deadline);
 	/* Without close_notify out, the peer was not reading: no wait. */
 	while (d == DRAINED_EMPTY && t->bye_sent && unsent(fd)) {
@@ -153,9 +154,9 @@ int ts_tls_close_linger(struct ts_tls *t, int fd, bool closing,
 		/* No event says "acknowledged": poll for the peer's records
 		 * with a timeout that grows to 64 ms. */
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		ts_tls_leave(t);
+		ts_tls_drop(t);
 		int n = ts_tls_io.poll(&p, 1, step < left ? step : (int)left);
-		ts_tls_enter(t, &x);
+		ts_tls_retake(t);
 		if (step < 64)
 			step *= 2;
 		if (n > 0)

@@ -19,6 +19,7 @@
 #define MAX_CHUNK 16384
 
 __thread struct ts_tls_xfer *ts_tls_cur;
+__thread struct ts_tls *ts_tls_holding;
 
 /* The transport callbacks: GnuTLS calls them only inside enter/leave. */
 /* The transport callbacks: GnuTLS calls them only inside enter/leave. */
@@ -29,11 +30,11 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 	bool wait = !(x->recv_flags & MSG_DONTWAIT);
 
 	if (wait)
-		pthread_mutex_unlock(&t->lock);
+		ts_tls_drop(t);
 	ssize_t n = ts_tls_io.recv(ts_tls_xfd(t, x), buf, len, x->recv_flags);
 	int e = errno;
 	if (wait)
-		pthread_mutex_lock(&t->lock);
+		ts_tls_retake(t);
 	if (n < 0) {
 		x->pull_errno = e;
 		x->pull_eagain = e == EAGAIN || e == EWOULDBLOCK;
@@ -58,9 +59,9 @@ static int pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 		timeout = 0;
 	if (timeout == 0)
 		return ts_tls_io.poll(&pfd, 1, 0);
-	pthread_mutex_unlock(&t->lock);
+	ts_tls_drop(t);
 	int r = ts_tls_io.poll(&pfd, 1, timeout), e = errno;
-	pthread_mutex_lock(&t->lock);
+	ts_tls_retake(t);
 	errno = e;
 	return r;
 }
@@ -75,11 +76,11 @@ static ssize_t push(gnutls_transport_ptr_t p, const giovec_t *iov, int cnt)
 	bool wait = !(x->send_flags & MSG_DONTWAIT);
 
 	if (wait)
-		pthread_mutex_unlock(&t->lock);
+		ts_tls_drop(t);
 	ssize_t n = ts_tls_io.sendmsg(ts_tls_xfd(t, x), &m, x->send_flags);
 	int e = errno;
 	if (wait)
-		pthread_mutex_lock(&t->lock);
+		ts_tls_retake(t);
 	if (n < 0) {
 		x->push_errno = e;
 		gnutls_transport_set_errno(t->s, e);
@@ -95,6 +96,13 @@ void ts_tls_transport_set(struct ts_tls *t)
 	gnutls_transport_set_vec_push_function(t->s, push);
 }
 
+
+/* A call this thread cannot make now (ts_tls_enter): EINTR. */
+int ts_tls_intr(void)
+{
+	errno = EINTR;
+	return TS_TLS_INTR;
+}
 
 void ts_tls_set_reason(struct ts_tls *t, int ret)
 {
@@ -202,7 +210,8 @@ int ts_tls_flush_locked(struct ts_tls *t)
 int ts_tls_flush(struct ts_tls *t, int fd, int flags)
 {
 	struct ts_tls_xfer x = {.fd = fd, .send_flags = flags};
-	ts_tls_enter(t, &x);
+	if (!ts_tls_enter(t, &x))
+		return ts_tls_intr();
 	int rc = ts_tls_flush_locked(t);
 	ts_tls_leave(t);
 	return rc;
@@ -239,7 +248,8 @@ ssize_t ts_tls_send(struct ts_tls *t, int fd, const void *buf,
                         size_t len, int flags)
 {
 	struct ts_tls_xfer x = {.fd = fd, .send_flags = flags};
-	ts_tls_enter(t, &x);
+	if (!ts_tls_enter(t, &x))
+		return ts_tls_intr();
 	ssize_t r = send_locked(t, fd, buf, len);
 	ts_tls_leave(t);
 	return r;
@@ -310,7 +320,8 @@ ssize_t ts_tls_recv(struct ts_tls *t, int fd, void *buf, size_t len,
 	                                       : flags & MSG_DONTWAIT,
 	                 .send_flags = MSG_NOSIGNAL | (flags & MSG_DONTWAIT)};
 	for (;;) {
-		ts_tls_enter(t, &x);
+		if (!ts_tls_enter(t, &x))
+			return ts_tls_intr();
 		ssize_t r = recv_locked(t, buf, len);
 		ts_tls_leave(t);
 		if (r != TS_TLS_WANT_READ || !outside)

@@ -316,7 +316,10 @@ int ts_tls_handshake(struct ts_tls *t, char *err, size_t errlen)
 	struct ts_tls_xfer x = {.fd = t->fd,
 	                 .send_flags = MSG_DONTWAIT | MSG_NOSIGNAL,
 	                 .recv_flags = MSG_DONTWAIT};
-	ts_tls_enter(t, &x);
+	if (!ts_tls_enter(t, &x)) {
+		snprintf(err, errlen, "interrupted");
+		return ts_tls_intr();
+	}
 	int rc = handshake_locked(t, err, errlen);
 	ts_tls_leave(t);
 	return rc;

@@ -38,6 +38,8 @@ static void conn_destroy(struct ts_fdent *e)
 	free(c);
 }
 
+__thread pthread_mutex_t *ts_conn_held[TS_CONN_HELD_MAX];
+
 struct ts_conn *ts_conn_new(int fd, const struct ts_rule *rule)
 {
 	struct ts_conn *c = calloc(1, sizeof *c);

@@ -24,6 +24,7 @@
 #ifndef TS_CONN_H
 #define TS_CONN_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>

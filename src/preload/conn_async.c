@@ -340,6 +340,11 @@ int ts_conn_async_serve(struct ts_conn *c, char *why, size_t whylen)
 	return begin_session(c, eng, &tp, why, whylen);
 }
 
+/* The connection this thread is stepping, locks held: a signal handler
+ * that calls into the same connection meanwhile must not wait for locks
+ * its own thread holds. */
+static __thread const struct ts_conn *stepping;
+
 int ts_conn_async_step(struct ts_conn *c)
 {
 	char why[512] = "";
@@ -347,12 +352,17 @@ int ts_conn_async_step(struct ts_conn *c)
 
 	if (!c->async)
 		return c->state == TS_CONN_READY ? 0 : -1;
-	pthread_mutex_lock(&c->recv_lock);
-	pthread_mutex_lock(&c->send_lock);
+	if (stepping == c || ts_conn_holds(&c->recv_lock) ||
+	    ts_conn_holds(&c->send_lock))
+		return 1; /* re-entered from a signal handler: still going */
+	ts_conn_lock(&c->recv_lock);
+	ts_conn_lock(&c->send_lock);
+	stepping = c;
 	if (c->state != TS_CONN_HANDSHAKING || !owns_both(c)) {
 		rv = c->state == TS_CONN_READY ? 0 : -1;
-		pthread_mutex_unlock(&c->send_lock);
-		pthread_mutex_unlock(&c->recv_lock);
+		stepping = NULL;
+		ts_conn_unlock(&c->send_lock);
+		ts_conn_unlock(&c->recv_lock);
 		return rv;
 	}
 	short before = c->hs_want;
@@ -377,8 +387,9 @@ int ts_conn_async_step(struct ts_conn *c)
 		c->failed = true;
 	}
 	errno = saved;
-	pthread_mutex_unlock(&c->send_lock);
-	pthread_mutex_unlock(&c->recv_lock);
+	stepping = NULL;
+	ts_conn_unlock(&c->send_lock);
+	ts_conn_unlock(&c->recv_lock);
 	if (rv == 0 || (rv < 0 && c->server))
 		hot_remove(c);
 	if (rv != 1 || c->hs_want != before)
@@ -407,6 +418,12 @@ int ts_conn_async_gate(struct ts_conn *c, int flags)
 
 	if (c->state != TS_CONN_HANDSHAKING)
 		return 0;
+	if (stepping == c) {
+		/* A signal handler's call while its thread steps the
+		 * handshake: it cannot wait for its own thread. */
+		errno = EINTR;
+		return -1;
+	}
 	if (nb) {
 		/* As the kernel answers on a socket still connecting. */
 		if (ts_conn_async_step(c) == 1) {
@@ -423,7 +440,7 @@ int ts_conn_async_gate(struct ts_conn *c, int flags)
 
 void ts_conn_async_finish(struct ts_conn *c)
 {
-	if (c->state == TS_CONN_HANDSHAKING)
+	if (c->state == TS_CONN_HANDSHAKING && stepping != c)
 		finish(c);
 }
 

@@ -73,6 +73,12 @@ static int data_call_begin(struct ts_conn *c, int fd, int flags, int bad,
 		errno = oob;
 		return -1;
 	}
+	if (ts_conn_holds(lock)) {
+		/* A signal handler's call in the direction its own thread is
+		 * inside: it cannot wait for that thread. */
+		errno = EINTR;
+		return -1;
+	}
 	if (c->state == TS_CONN_HANDSHAKING && ts_conn_async_gate(c, flags) < 0)
 		return -1;
 	pthread_mutex_lock(lock);
@@ -80,6 +86,7 @@ static int data_call_begin(struct ts_conn *c, int fd, int flags, int bad,
 		pthread_mutex_unlock(lock);
 		return TS_CONN_RETRY;
 	}
+	ts_conn_held_add(lock);
 	return 0;
 }
 
@@ -219,7 +226,7 @@ ssize_t ts_conn_sendv(struct ts_conn *c, int fd, const struct iovec *iov,
 		done = send_records(c, fd, iov, iovcnt, total, tflags, &err);
 		c->bytes_out += done;
 	}
-	pthread_mutex_unlock(&c->send_lock);
+	ts_conn_unlock(&c->send_lock);
 	return moved(done, err);
 }
 
@@ -453,7 +460,7 @@ ssize_t ts_conn_recvv(struct ts_conn *c, int fd, const struct iovec *iov,
 		                    &err);
 		c->bytes_in += done;
 	}
-	pthread_mutex_unlock(&c->recv_lock);
+	ts_conn_unlock(&c->recv_lock);
 	return moved(done, err);
 }
 

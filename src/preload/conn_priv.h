@@ -37,6 +37,44 @@ int ts_conn_wait_fd(int fd, short events, long long deadline);
  * kept. */
 void ts_conn_disconnect(int fd);
 
+/* The connection locks this thread holds, in the data path and the
+ * handshake step. Another call of this thread that needs one of them can
+ * only come from a signal handler: it fails with EINTR rather than wait
+ * for its own thread. */
+#define TS_CONN_HELD_MAX 4
+extern __thread pthread_mutex_t *ts_conn_held[TS_CONN_HELD_MAX];
+
+static inline bool ts_conn_holds(const pthread_mutex_t *l)
+{
+	for (int i = 0; i < TS_CONN_HELD_MAX; i++)
+		if (ts_conn_held[i] == l)
+			return true;
+	return false;
+}
+
+static inline void ts_conn_held_add(pthread_mutex_t *l)
+{
+	for (int i = 0; i < TS_CONN_HELD_MAX; i++)
+		if (!ts_conn_held[i]) {
+			ts_conn_held[i] = l;
+			return;
+		}
+}
+
+static inline void ts_conn_unlock(pthread_mutex_t *l)
+{
+	for (int i = 0; i < TS_CONN_HELD_MAX; i++)
+		if (ts_conn_held[i] == l)
+			ts_conn_held[i] = NULL;
+	pthread_mutex_unlock(l);
+}
+
+static inline void ts_conn_lock(pthread_mutex_t *l)
+{
+	pthread_mutex_lock(l);
+	ts_conn_held_add(l);
+}
+
 /* The number fd names a socket whose peer is gone from now on (reads see
  * EOF, writes EPIPE), its flags kept: never the raw connection. */
 void ts_conn_make_dead(int fd);

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -198,9 +199,69 @@ static void blocking_threaded(void)
 	close(fd);
 }
 
+/* A signal handler that writes on the fd its own thread is reading (write
+ * is async-signal-safe): every byte a handler write took comes back
+ * whole, and the process never hangs or crashes. tlsshim answers a
+ * handler's call that would wait for its own thread with EINTR. */
+static int hb_fd;
+static volatile sig_atomic_t hb_bytes, hb_eintr, hb_calls;
+
+static void heartbeat(int sig)
+{
+	int e = errno;
+	(void)sig;
+	hb_calls++;
+	ssize_t r = write(hb_fd, "hb", 2);
+	if (r > 0)
+		hb_bytes += (sig_atomic_t)r;
+	else if (r < 0 && errno == EINTR)
+		hb_eintr++;
+	errno = e;
+}
+
+static void signal_write(void)
+{
+	int fd = io_connect(io_port(NULL));
+	if (fd < 0)
+		return;
+	hb_fd = fd;
+	struct timeval tv = {0, 20000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	struct sigaction sa = {.sa_handler = heartbeat, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = {{0, 200}, {0, 200}};
+	setitimer(ITIMER_REAL, &it, NULL);
+	long long got = 0;
+	char buf[4096];
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		ssize_t r = read(fd, buf, sizeof buf);
+		got += r > 0 ? r : 0;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < 1);
+	it = (struct itimerval){0};
+	setitimer(ITIMER_REAL, &it, NULL);
+	/* The rest of the echo. */
+	for (int idle = 0; got < hb_bytes && idle < 100;) {
+		ssize_t r = read(fd, buf, sizeof buf);
+		if (r > 0)
+			got += r;
+		else
+			idle++;
+	}
+	CHECK(hb_bytes > 0 && got == hb_bytes,
+	      "signal handler writes: %d calls, %d bytes taken and %lld echoed, %d EINTR",
+	      (int)hb_calls, (int)hb_bytes, got, (int)hb_eintr);
+	signal(SIGALRM, SIG_DFL);
+	close(fd);
+}
+
 static const struct io_case cases[] = {
 	IO_CASE("reader-writer", rw_threads), IO_CASE("many", many),
 	IO_CASE("blocking-threaded", blocking_threaded),
+	IO_CASE("signal-write", signal_write),
 	{0},
 };
 
