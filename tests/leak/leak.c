@@ -742,29 +742,29 @@ static int t_stdout_dup2(void)
 	return still_works(fd, "stdout over the socket");
 }
 
-static int t_stdio_after(void)
-{
-	int fd = tap_connect();
-	FILE *f = fd >= 0 ? fdopen(fd, "r+") : NULL;
-	if (!f)
-		return 1;
-	if (fputs(MARK, f) < 0 || fflush(f) != 0)
-		return fail("fputs/fflush: %s", strerror(errno));
-	return expect_echo(fd, MARK, MARKLEN, "stdio after connect");
-}
-
 /* glibc's old internal name of fdopen, still exported. */
 extern FILE *_IO_fdopen(int fd, const char *mode);
 
-static int t__IO_fdopen(void)
+/* A stream made on the socket after connect, by make: through TLS. */
+static int stream_after(FILE *(*make)(int, const char *), const char *what)
 {
 	int fd = tap_connect();
-	FILE *f = fd >= 0 ? _IO_fdopen(fd, "r+") : NULL;
+	FILE *f = fd >= 0 ? make(fd, "r+") : NULL;
 	if (!f)
 		return 1;
 	if (fputs(MARK, f) < 0 || fflush(f) != 0)
 		return fail("fputs/fflush: %s", strerror(errno));
-	return expect_echo(fd, MARK, MARKLEN, "_IO_fdopen after connect");
+	return expect_echo(fd, MARK, MARKLEN, what);
+}
+
+static int t_stdio_after(void)
+{
+	return stream_after(fdopen, "stdio after connect");
+}
+
+static int t__IO_fdopen(void)
+{
+	return stream_after(_IO_fdopen, "_IO_fdopen after connect");
 }
 
 /* ---- exec and spawn ---- */
