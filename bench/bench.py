@@ -395,20 +395,16 @@ def main():
         if "server" in only:
             log("server ...")
             b.server_mode()
-            s = b.alternate(server_variants(b, "bulk", P["bulk"], "sink"),
-                            "mibps")
-            table("server mode: bulk %d MiB into the server, 16 KiB "
-                  "writes" % (P["bulk"] >> 20), s, "MiB/s", "%.0f",
-                  {"tlsshim server": "≥ 0.95"},
-                  base="native GnuTLS server",
-                  extra=versus_stunnel(s, "bulk in"))
-            s = b.alternate(server_variants(b, "download", P["bulk"],
-                                            "source"), "mibps")
-            table("server mode: bulk %d MiB out of the server, 16 KiB "
-                  "writes" % (P["bulk"] >> 20), s, "MiB/s", "%.0f",
-                  {"tlsshim server": "≥ 0.95"},
-                  base="native GnuTLS server",
-                  extra=versus_stunnel(s, "bulk out"))
+            for mode, kind, where, what in (
+                    ("bulk", "sink", "into", "bulk in"),
+                    ("download", "source", "out of", "bulk out")):
+                s = b.alternate(server_variants(b, mode, P["bulk"], kind),
+                                "mibps")
+                table("server mode: bulk %d MiB %s the server, 16 KiB "
+                      "writes" % (P["bulk"] >> 20, where), s, "MiB/s",
+                      "%.0f", {"tlsshim server": "≥ 0.95"},
+                      base="native GnuTLS server",
+                      extra=versus_stunnel(s, what))
             s = b.alternate(server_variants(b, "connect", P["connect"],
                                             "echo", resume=True), "cps")
             table("server mode: handshakes ×%d (1 byte each way)"

@@ -1561,6 +1561,14 @@ struct ts_policy *ts_policy_load_io(const struct ts_policy_io *io,
 	return p;
 }
 
+/* push_str's list, freed. */
+static void free_strs(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 void ts_policy_free(struct ts_policy *p)
 {
 	if (!p)
@@ -1582,9 +1590,7 @@ void ts_policy_free(struct ts_policy *p)
 		free(r->client_key);
 		free(r->key.data);
 		free(r->priority);
-		for (size_t j = 0; j < r->nalpn; j++)
-			free(r->alpn[j]);
-		free(r->alpn);
+		free_strs(r->alpn, r->nalpn);
 		free(r->keylog_file);
 		free(r->cert_file);
 		free(r->srv_cert.data);
@@ -1592,9 +1598,7 @@ void ts_policy_free(struct ts_policy *p)
 		free(r->srv_key.data);
 		free(r->client_ca_file);
 		free(r->client_ca.data);
-		for (size_t j = 0; j < r->nclient_names; j++)
-			free(r->client_names[j]);
-		free(r->client_names);
+		free_strs(r->client_names, r->nclient_names);
 		free(r->client_pins);
 	}
 	free(p->rules);

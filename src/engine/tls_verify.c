@@ -446,12 +446,12 @@ static int client_pin(const struct ts_rule *r, gnutls_x509_crt_t leaf,
 /* A resumed session carries the chain the client sent in its full
  * handshake, and GnuTLS verifies nothing when resuming: the chain is
  * verified again here against client-ca as it is now, at this time (a
- * certificate that expired, or a CA that was replaced, since), and the
- * path it validates is judged as a full handshake's is (crl-file: a
- * certificate revoked since, or refused before but holding a ticket). */
-static int resumed_path(gnutls_session_t s, struct ts_verify *v,
-                        struct ts_cred *c, gnutls_x509_crt_t *path,
-                        unsigned *n, char *why, size_t len)
+ * certificate that expired, or a CA that was replaced, since), collecting
+ * the validated path into v as a full handshake does; the caller then
+ * judges that path the same way (crl-file: a certificate revoked since,
+ * or refused before but holding a ticket). */
+static int reverify_resumed(gnutls_session_t s, struct ts_verify *v,
+                            struct ts_cred *c, char *why, size_t len)
 {
 	unsigned np = 0, k, status = 0;
 	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &np);
@@ -503,10 +503,6 @@ static int resumed_path(gnutls_session_t s, struct ts_verify *v,
 		}
 		return -1;
 	}
-	if (build_path(s, v, path, n, why, len) < 0)
-		return -1;
-	if (c->ncrls && ts_cred_check_crls(c, path, *n, why, len) < 0)
-		return -1;
 	return 0;
 }
 
@@ -528,15 +524,13 @@ int ts_verify_client_after(gnutls_session_t s, struct ts_verify *v,
 		rv = 0;
 		goto out;
 	}
-	if (gnutls_session_is_resumed(s)) {
-		if (resumed_path(s, v, c, path, &n, why, whylen) < 0)
-			goto out;
-	} else {
-		if (build_path(s, v, path, &n, why, whylen) < 0)
-			goto out;
-		if (c->ncrls && ts_cred_check_crls(c, path, n, why, whylen) < 0)
-			goto out;
-	}
+	if (gnutls_session_is_resumed(s) &&
+	    reverify_resumed(s, v, c, why, whylen) < 0)
+		goto out;
+	if (build_path(s, v, path, &n, why, whylen) < 0)
+		goto out;
+	if (c->ncrls && ts_cred_check_crls(c, path, n, why, whylen) < 0)
+		goto out;
 	if (r->nclient_pins && client_pin(r, path[0], why, whylen) < 0)
 		goto out;
 	if (client_identity(r, path[0], identity, idlen, why, whylen) < 0)
